@@ -1,0 +1,130 @@
+"""One report from parameters to artifact: collect -> document -> export -> store.
+
+The artifact is written to a temporary file beside its final place, flushed
+and renamed into place, so a crash never leaves a half-written file under a
+report's name.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+import attrs
+
+from .errors import ReportFailed
+from .models import Principal, ReportDocument, Scope, SectionContext, SectionResult
+from .params import ReportSpec
+
+Progress = Callable[[int, str], None]
+
+#: Progress milestones: sections fill 5-80, rendering 80-95, storing 95-100.
+COLLECT_START, COLLECT_END, RENDER_DONE = 5, 80, 95
+
+
+def _no_progress(_percent: int, _stage: str) -> None:
+    return None
+
+
+def section_options(section, requested: Mapping) -> dict:
+    """The options a section runs with: declared defaults, then what was asked."""
+    options = {name: option.default for name, option in section.options.items()}
+    options.update(requested)
+    return options
+
+
+def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping, source,
+                   principal: Principal, report_id: Optional[str] = None, reports=None,
+                   settings=None, progress: Progress = _no_progress,
+                   now: Optional[dt.datetime] = None) -> ReportDocument:
+    """Run every section of ``spec`` against ``source`` into a ``ReportDocument``."""
+    scope = Scope(org_id=principal.org_id, period=spec.period, bot_ids=spec.bot_ids, channel=spec.channel)
+    wanted = list(spec.sections)
+    raw_name = report_types[spec.type].raw_data_section
+    names = [s.name for s in wanted]
+    if raw_name and raw_name in sections and raw_name not in names:
+        from .params import SectionRequest
+        wanted.append(SectionRequest(raw_name))
+    results = []
+    total = max(len(wanted), 1)
+    for index, requested in enumerate(wanted):
+        section = sections[requested.name]
+        progress(COLLECT_START + (COLLECT_END - COLLECT_START) * index // total, f"collecting {requested.name}")
+        ctx = SectionContext(scope=scope, source=source, options=section_options(section, requested.options),
+                             principal=principal, include_charts=spec.include_charts, reports=reports,
+                             settings=settings)
+        try:
+            blocks = section.collect(ctx) or []
+        except ReportFailed:
+            raise
+        except Exception as exc:
+            raise ReportFailed(f"section {requested.name!r} failed: {exc}") from exc
+        if not spec.include_charts:
+            blocks = [block for block in blocks if block.kind != "chart"]
+        results.append(SectionResult(requested.name, section.title, blocks, section.description))
+    progress(COLLECT_END, "collected")
+    return ReportDocument(
+        title=spec.title, type=spec.type, period=spec.period,
+        generated_at=now or dt.datetime.now(dt.timezone.utc),
+        parameters=spec.parameters(), sections=results, report_id=report_id,
+        organization=principal.org_id)
+
+
+@attrs.frozen
+class Artifact:
+    """A stored report file."""
+
+    path: Path
+    size: int
+    sha256: str
+    media_type: str
+
+
+class _HashingWriter:
+    """A binary stream that hashes and counts what passes through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.raw.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self):
+        self.raw.flush()
+
+    def writable(self):
+        return True
+
+
+def write_artifact(document: ReportDocument, exporter, path: Path, options: Mapping,
+                   progress: Progress = _no_progress) -> Artifact:
+    """Render ``document`` with ``exporter`` into ``path`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    progress(COLLECT_END + 1, f"rendering {exporter.format}")
+    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            stream = _HashingWriter(raw)
+            exporter.export(document, stream, dict(options))
+            progress(RENDER_DONE, "writing")
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return Artifact(path=path, size=stream.size, sha256=stream.digest.hexdigest(), media_type=exporter.media_type)

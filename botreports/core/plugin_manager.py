@@ -1,0 +1,107 @@
+"""Plugin manager construction and the registries built from ``register_*`` hooks.
+
+Each ``Reports`` instance owns one ``pluggy.PluginManager``. Order: built-ins,
+then entry points of group ``botreports``, then the embedder's plugins, so an
+embedder's firstresult hooks (``authenticate``) are asked first.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import pluggy
+
+from .. import hookspecs
+from .errors import PluginError
+
+ENTRYPOINT_GROUP = "botreports"
+
+
+def _names_from_env(variable: str) -> Optional[List[str]]:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def build_plugin_manager(default_plugins: Sequence[str], plugins: Iterable = (),
+                         load_entrypoints: bool = True, disable: Iterable[str] = ()) -> pluggy.PluginManager:
+    """A new manager with the built-ins (dotted module names), entry points and ``plugins``.
+
+    ``BOTREPORTS_LOAD_PLUGINS`` (comma-separated entry point names, empty =
+    none) limits which entry points load; ``BOTREPORTS_DISABLE_PLUGINS`` and
+    ``disable`` block plugins by name, built-ins included;
+    ``BOTREPORTS_TRACE_PLUGINS`` writes every hook call to stderr.
+    """
+    pm = pluggy.PluginManager("botreports")
+    pm.add_hookspecs(hookspecs)
+    for name in (_names_from_env("BOTREPORTS_DISABLE_PLUGINS") or []) + list(disable):
+        pm.set_blocked(name)
+    for module_name in default_plugins:
+        if pm.is_blocked(module_name):
+            continue
+        pm.register(importlib.import_module(module_name), module_name)
+    if load_entrypoints:
+        allowed = _names_from_env("BOTREPORTS_LOAD_PLUGINS")
+        for entry_point in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
+            if allowed is not None and entry_point.name not in allowed:
+                continue
+            if pm.is_blocked(entry_point.name) or pm.get_plugin(entry_point.name) is not None:
+                continue
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:  # a broken third-party package must say who it is
+                raise PluginError(f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: {exc}") from exc
+            pm.register(plugin, entry_point.name)
+            pm._plugin_distinfo.append((plugin, entry_point.dist))  # noqa: SLF001 - as pluggy does it
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        if pm.get_plugin(name) is not None or pm.is_blocked(name):
+            name = f"{name}-{id(plugin):x}"
+        pm.register(plugin, name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"unknown hook in a plugin: {exc}") from exc
+    if os.environ.get("BOTREPORTS_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
+        pm.enable_tracing()
+    return pm
+
+
+def plugin_origin(pm: pluggy.PluginManager, plugin) -> str:
+    """Where a plugin came from: ``builtin``, the distribution it was installed with, or ``embedder``."""
+    name = pm.get_name(plugin) or ""
+    if name.startswith("botreports.plugins."):
+        return "builtin"
+    for dist_plugin, dist in pm.list_plugin_distinfo():
+        if dist_plugin is plugin:
+            return f"{dist.metadata['name']} {dist.version}"
+    return "embedder"
+
+
+def collect_registry(pm: pluggy.PluginManager, hook_name: str, key: str) -> Dict[str, tuple]:
+    """Call ``register_<x>`` on every plugin, in registration order.
+
+    Returns ``{name: (object, plugin_name)}``; a name registered twice stops
+    start-up with an error that names both plugins.
+    """
+    registry: Dict[str, tuple] = {}
+    hook = getattr(pm.hook, hook_name)
+    # get_hookimpls() is in registration order (pluggy *calls* them in reverse).
+    for impl in hook.get_hookimpls():
+        result = impl.function()
+        if result is None:
+            continue
+        items = result if isinstance(result, (list, tuple)) else [result]
+        for item in items:
+            name = getattr(item, key)
+            if name in registry:
+                raise PluginError(
+                    f"{hook_name}: {key} {name!r} is registered by both "
+                    f"{registry[name][1]!r} and {impl.plugin_name!r}")
+            registry[name] = (item, impl.plugin_name)
+    return registry

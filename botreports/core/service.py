@@ -1,0 +1,568 @@
+"""``Reports``: the facade every mode goes through (embedded, CLI, HTTP, worker).
+
+Every public method takes the ``Principal`` who asks and enforces the
+permission table and organisation isolation here, so no adapter can forget to.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import re
+import secrets
+import socket
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+import attrs
+
+from . import convert, params, security
+from .errors import (BotReportsError, Conflict, NotFound, PermissionDenied, PluginError,
+                     ReportFailed, Unauthorized, ValidationError)
+from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
+from .pipeline import build_document, write_artifact
+from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
+from .scheduling import RELATIVE_PERIODS, zone
+from .settings import Settings
+from .store import Store, now
+
+log = logging.getLogger("botreports")
+
+#: The module holding ``DEFAULT_PLUGINS``; named, not imported, so the core imports no plugin.
+DEFAULT_PLUGINS_MODULE = "botreports.plugins"
+SYSTEM = Principal(id="system", org_id=None, roles={"admin"}, name="local system", via="cli")
+LIST_SORTS = ("created_at", "name", "type")
+MAX_LIMIT = 100
+
+
+class ImmediateQueue:
+    """Runs each report in the calling thread as soon as it is enqueued (tests, sync embedding)."""
+
+    name = "immediate"
+
+    def bind(self, reports: "Reports") -> None:
+        self.reports = reports
+
+    def enqueue(self, report_id: str) -> None:
+        self.reports.run_report(report_id, worker=f"inline-{os.getpid()}")
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+
+class Reports:
+    """A botreports instance: plugins, metadata store, analytics source and queue."""
+
+    def __init__(self, data_dir=None, data_source=None, plugins: Iterable = (), queue="immediate",
+                 load_entrypoints: bool = True, disable_plugins: Iterable[str] = (), **settings):
+        self.settings = Settings.from_env(data_dir=data_dir, data_url=data_source if isinstance(data_source, str) else None,
+                                          **settings)
+        self.data_dir = self.settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.reports_dir = self.data_dir / "reports"
+        self.reports_dir.mkdir(exist_ok=True)
+        self.store = Store(self.data_dir / "botreports.db")
+        default_plugins = importlib.import_module(DEFAULT_PLUGINS_MODULE).DEFAULT_PLUGINS
+        self.pm = build_plugin_manager(default_plugins, plugins, load_entrypoints, disable_plugins)
+        self._registries = {
+            "report_types": collect_registry(self.pm, "register_report_types", "name"),
+            "sections": collect_registry(self.pm, "register_sections", "name"),
+            "exporters": collect_registry(self.pm, "register_exporters", "format"),
+            "data_sources": collect_registry(self.pm, "register_data_sources", "scheme"),
+            "templates": collect_registry(self.pm, "register_templates", "id"),
+            "delivery_channels": collect_registry(self.pm, "register_delivery_channels", "name"),
+        }
+        self.report_types = self._plain("report_types")
+        self.sections = self._plain("sections")
+        self.exporters = self._plain("exporters")
+        self.data_sources = self._plain("data_sources")
+        self.builtin_templates = self._plain("templates")
+        self.delivery_channels = self._plain("delivery_channels")
+        self._check_references()
+        self._source = data_source if data_source is not None and not isinstance(data_source, str) else None
+        self._source_lock = threading.Lock()
+        self.secret = self.settings.secret or self._stored_secret()
+        self.queue = ImmediateQueue() if queue in (None, "immediate") else queue
+        self.queue.bind(self)
+        self.pm.hook.startup(reports=self)
+
+    # -- registries -----------------------------------------------------
+
+    def _plain(self, kind: str) -> dict:
+        return {name: item for name, (item, _plugin) in self._registries[kind].items()}
+
+    def registry_origins(self, kind: str) -> dict:
+        """``{name: plugin name}`` of one registry (for ``botreports plugins``)."""
+        return {name: plugin for name, (_item, plugin) in self._registries[kind].items()}
+
+    def plugin_list(self) -> List[dict]:
+        """Every loaded plugin with where it came from and the hooks it implements."""
+        result = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(impl.name for impl in self.pm.get_hookcallers(plugin) or [])
+            result.append({"name": name, "origin": plugin_origin(self.pm, plugin), "hooks": hooks})
+        return result
+
+    def _check_references(self) -> None:
+        for report_type in self.report_types.values():
+            for name in list(report_type.default_sections) + [report_type.raw_data_section or ""]:
+                if name and name not in self.sections:
+                    raise PluginError(f"report type {report_type.name!r} names unknown section {name!r}")
+
+    def _stored_secret(self) -> str:
+        """The signing key of this data dir, created once (mode 0600) on first start."""
+        path = self.data_dir / "secret.key"
+        try:
+            fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # the usual case, and the loser of a first-start race
+            return path.read_text().strip()
+        value = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value
+
+    # -- data source ----------------------------------------------------
+
+    @property
+    def source(self):
+        """The analytics data source, opened on first use from its URL's scheme."""
+        with self._source_lock:
+            if self._source is None:
+                self._source = self.open_source(self.settings.analytics_url)
+            return self._source
+
+    def open_source(self, url: str):
+        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        factory = self.data_sources.get(scheme)
+        if factory is None:
+            raise ValidationError.from_problems(
+                [("data", f"no data source for scheme {scheme!r}; known: {', '.join(sorted(self.data_sources))}")])
+        return factory.open(url)
+
+    # -- authentication and authorization -------------------------------
+
+    def authenticate(self, request: RequestInfo) -> Principal:
+        """Who is asking, through the ``authenticate`` hook; ``Unauthorized`` if nobody says."""
+        principal = self.pm.hook.authenticate(request=request, reports=self)
+        if principal is None:
+            raise Unauthorized("Authentication required: send an X-API-Key header or a Bearer token")
+        return principal
+
+    def authorize(self, principal: Principal, action: str, resource: Any = None) -> None:
+        """Raise ``NotFound`` for another organisation's object, ``PermissionDenied`` if not allowed."""
+        if resource is not None and not principal.is_system:
+            owner_org = getattr(resource, "org_id", None)
+            builtin = getattr(resource, "builtin", False)
+            if owner_org != principal.org_id and not builtin:
+                raise NotFound(f"{_kind_of(resource)} {getattr(resource, 'id', '')} not found")
+        answers = self.pm.hook.authorize(principal=principal, action=action, resource=resource, reports=self)
+        if False in answers:
+            allowed = False
+        elif True in answers:
+            allowed = True
+        else:
+            allowed = principal.is_system or security.role_allows(principal.roles, action)
+        if not allowed:
+            self.audit(principal, action, resource, result="denied")
+            needed = security.PERMISSIONS.get(action, "admin")
+            raise PermissionDenied(f"{action} requires the role {needed} or higher")
+
+    def audit(self, principal: Principal, action: str, resource: Any = None, *, result: str = "allowed",
+              ip: str = "", details: Optional[dict] = None, resource_id: Optional[str] = None) -> None:
+        """Write one entry to the framework's audit log."""
+        self.store.audit(
+            org_id=getattr(resource, "org_id", None) or principal.org_id, actor=principal.id,
+            action=action, resource_type=_kind_of(resource) if resource is not None else action.split(".")[0],
+            resource_id=resource_id or getattr(resource, "id", None), result=result, ip=ip, details=details)
+
+    # -- reports --------------------------------------------------------
+
+    def validate(self, body: Any, now_: Optional[dt.datetime] = None) -> params.ReportSpec:
+        """Validate a generation request body into a ``ReportSpec`` (``ValidationError`` otherwise)."""
+        return params.validate(body, report_types=self.report_types, sections=self.sections,
+                               exporters=self.exporters, settings=self.settings, now=now_)
+
+    def generate(self, principal: Principal, body: Any, *, schedule_id: Optional[str] = None) -> Report:
+        """Validate, store a ``pending`` report and enqueue it; returns the stored report."""
+        self.authorize(principal, "report.generate")
+        spec = self.validate(body)
+        report = Report(
+            id=security.new_id("rpt"), org_id=principal.org_id or "system", owner_id=principal.id,
+            type=spec.type, format=spec.format, title=spec.title, parameters=spec.parameters(),
+            created_at=now(), template_id=spec.template_id, schedule_id=schedule_id)
+        self.store.insert_report(report)
+        self.audit(principal, "report.generate", report)
+        self.queue.enqueue(report.id)
+        return self.store.get_report(report.id)
+
+    def run_report(self, report_id: str, worker: str = "worker", lease_seconds: float = 600) -> Optional[Report]:
+        """Claim a pending report, build and store its artifact, mark it completed or failed."""
+        if not self.store.claim_report(report_id, worker, lease_seconds):
+            return None
+        report = self.store.get_report(report_id)
+        principal = Principal(id=report.owner_id, org_id=None if report.org_id == "system" else report.org_id,
+                              roles={"admin"}, via="worker")
+
+        def progress(percent, stage):
+            self.store.set_progress(report_id, percent, stage)
+
+        try:
+            spec = self.validate(report.parameters)
+            document = build_document(
+                spec, sections=self.sections, report_types=self.report_types, source=self.source,
+                principal=principal, report_id=report.id, reports=self, settings=self.settings,
+                progress=progress)
+            exporter = self.exporters[spec.format]
+            path = self.reports_dir / f"{report.id}{exporter.extension}"
+            artifact = write_artifact(document, exporter, path, spec.options, progress)
+        except Exception as exc:  # the reason goes to the report, never a traceback to a client
+            reason = exc.message if isinstance(exc, BotReportsError) else f"{type(exc).__name__}: {exc}"
+            log.exception("report %s failed", report_id)
+            self.store.update_report(report_id, state="failed", stage="failed", error=reason,
+                                     completed_at=now(), lease_owner=None, lease_expires_at=None)
+        else:
+            finished = now()
+            self.store.update_report(
+                report_id, state="completed", progress=100, stage="completed", completed_at=finished,
+                expires_at=finished + dt.timedelta(days=self.settings.retention_days),
+                artifact_path=str(artifact.path.relative_to(self.data_dir)), artifact_size=artifact.size,
+                artifact_sha256=artifact.sha256, media_type=artifact.media_type,
+                filename=download_name(spec.title, spec.period, exporter.extension),
+                lease_owner=None, lease_expires_at=None)
+        final = self.store.get_report(report_id)
+        try:
+            self.pm.hook.report_finished(report=final, reports=self)
+        except Exception:  # a plugin's notification must not change the report's outcome
+            log.exception("report_finished hook failed for %s", report_id)
+        return final
+
+    def render(self, principal: Principal, body: Any, out: Path) -> Path:
+        """Generate one report synchronously straight into ``out`` (the CLI's ``generate``)."""
+        self.authorize(principal, "report.generate")
+        spec = self.validate(body)
+        document = build_document(spec, sections=self.sections, report_types=self.report_types,
+                                  source=self.source, principal=principal, reports=self,
+                                  settings=self.settings)
+        write_artifact(document, self.exporters[spec.format], Path(out), spec.options)
+        self.audit(principal, "report.generate", None, resource_id=str(out), details={"type": spec.type})
+        return Path(out)
+
+    def _report(self, principal: Principal, report_id: str, action: str) -> Report:
+        report = self.store.get_report(report_id) if isinstance(report_id, str) else None
+        if report is None:
+            raise NotFound(f"report {report_id} not found")
+        self.authorize(principal, action, report)
+        return report
+
+    def get(self, principal: Principal, report_id: str) -> Report:
+        return self._report(principal, report_id, "report.view")
+
+    def status(self, principal: Principal, report_id: str) -> dict:
+        from .views import status_view
+        return status_view(self._report(principal, report_id, "report.view"))
+
+    def list(self, principal: Principal, **filters) -> Tuple[List[Report], int]:
+        """One page of the organisation's reports and the total; filters as in the seed."""
+        self.authorize(principal, "report.list")
+        query = list_query(filters, self.report_types)
+        return self.store.list_reports(None if principal.is_system else principal.org_id, **query)
+
+    def download(self, principal: Principal, report_id: str):
+        """The completed report's artifact (``DownloadFile``); ``Conflict`` if not completed."""
+        report = self._report(principal, report_id, "report.download")
+        file = self.artifact_of(report)
+        self.audit(principal, "report.download", report)
+        return file
+
+    def artifact_of(self, report: Report) -> "DownloadFile":
+        if report.state != "completed" or not report.artifact_path:
+            raise Conflict(f"report {report.id} is {report.state}; only completed reports can be downloaded")
+        # The path comes from the store, never from the request; it must stay under the data dir.
+        path = (self.data_dir / report.artifact_path).resolve()
+        if self.data_dir.resolve() not in path.parents or not path.is_file():
+            raise Conflict(f"the file of report {report.id} is no longer available")
+        return DownloadFile(path=path, media_type=report.media_type, filename=report.filename,
+                            size=report.artifact_size, sha256=report.artifact_sha256)
+
+    def delete(self, principal: Principal, report_id: str) -> None:
+        report = self._report(principal, report_id, "report.delete")
+        self.store.delete_report(report.id)
+        if report.artifact_path:
+            try:
+                (self.data_dir / report.artifact_path).unlink()
+            except FileNotFoundError:
+                pass
+        self.audit(principal, "report.delete", report)
+
+    # -- schedules (thin store operations; the scheduler arrives with Huey) --
+
+    def create_schedule(self, principal: Principal, body: Any) -> Schedule:
+        self.authorize(principal, "schedule.create")
+        values = validate_schedule(body, self)
+        stamp = now()
+        schedule = Schedule(id=security.new_id("sch"), org_id=principal.org_id or "system",
+                            owner_id=principal.id, created_at=stamp, updated_at=stamp, **values)
+        self.store.insert_schedule(schedule)
+        self.audit(principal, "schedule.create", schedule)
+        return self.store.get_schedule(schedule.id)
+
+    def _schedule(self, principal: Principal, schedule_id: str, action: str) -> Schedule:
+        schedule = self.store.get_schedule(schedule_id) if isinstance(schedule_id, str) else None
+        if schedule is None:
+            raise NotFound(f"schedule {schedule_id} not found")
+        self.authorize(principal, action, schedule)
+        return schedule
+
+    def get_schedule(self, principal: Principal, schedule_id: str) -> Schedule:
+        return self._schedule(principal, schedule_id, "schedule.view")
+
+    def list_schedules(self, principal: Principal, limit: int = 20, offset: int = 0):
+        self.authorize(principal, "schedule.list")
+        query = list_query({"limit": limit, "offset": offset}, self.report_types)
+        return self.store.list_schedules(None if principal.is_system else principal.org_id,
+                                         query["limit"], query["offset"])
+
+    def update_schedule(self, principal: Principal, schedule_id: str, body: Any) -> Schedule:
+        current = self._schedule(principal, schedule_id, "schedule.update")
+        merged = {**schedule_body(current), **(body if isinstance(body, dict) else {})}
+        if not isinstance(body, dict):
+            raise ValidationError.from_problems([("body", "must be a JSON object")])
+        values = validate_schedule(merged, self)
+        self.store.update_schedule(current.id, updated_at=now(), **values)
+        self.audit(principal, "schedule.update", current)
+        return self.store.get_schedule(current.id)
+
+    def delete_schedule(self, principal: Principal, schedule_id: str) -> None:
+        schedule = self._schedule(principal, schedule_id, "schedule.delete")
+        self.store.delete_schedule(schedule.id)
+        self.audit(principal, "schedule.delete", schedule)
+
+    # -- templates ------------------------------------------------------
+
+    def list_templates(self, principal: Principal) -> List[Template]:
+        """Built-in templates and the organisation's own."""
+        self.authorize(principal, "template.list")
+        own = self.store.list_templates(None if principal.is_system else principal.org_id)
+        return sorted(self.builtin_templates.values(), key=lambda t: t.id) + own
+
+    def get_template(self, principal: Principal, template_id: str) -> Template:
+        template = self.builtin_templates.get(template_id) or (
+            self.store.get_template(template_id) if isinstance(template_id, str) else None)
+        if template is None:
+            raise NotFound(f"template {template_id} not found")
+        self.authorize(principal, "template.view", template)
+        return template
+
+    def create_template(self, principal: Principal, body: Any) -> Template:
+        self.authorize(principal, "template.create")
+        values = validate_template(body, self)
+        stamp = now()
+        template = Template(id=security.new_id("tpl"), org_id=principal.org_id or "system",
+                            owner_id=principal.id, created_at=stamp, updated_at=stamp, **values)
+        self.store.insert_template(template)
+        self.audit(principal, "template.create", template)
+        return self.store.get_template(template.id)
+
+    # -- API keys -------------------------------------------------------
+
+    def create_api_key(self, org_id: str, role: str, name: str = "") -> Tuple[str, ApiKey]:
+        """A new API key for ``org_id`` with ``role``; the plain key is returned once, only its hash is kept."""
+        problems = []
+        if role not in security.ROLES:
+            problems.append(("role", f"must be one of {', '.join(security.ROLES)}"))
+        if not isinstance(org_id, str) or not re.fullmatch(r"[A-Za-z0-9._:-]{1,100}", org_id or ""):
+            problems.append(("org", "must be 1-100 letters, digits, '.', '_', ':' or '-'"))
+        if problems:
+            raise ValidationError.from_problems(problems)
+        plain = security.new_api_key()
+        key = ApiKey(id=security.new_id("key"), org_id=org_id, role=role, name=name or role,
+                     prefix=plain[:8], created_at=now())
+        self.store.insert_api_key(key, security.hash_secret(plain))
+        self.store.audit(org_id=org_id, actor="system", action="keys.create", resource_type="api_key",
+                         resource_id=key.id, details={"role": role})
+        return plain, key
+
+    def close(self) -> None:
+        self.queue.stop()
+        close = getattr(self._source, "close", None)
+        if close:
+            close()
+        self.store.close()
+
+
+@attrs.frozen
+class DownloadFile:
+    """What a download serves: a stored file with its media type and name."""
+
+    path: Path
+    media_type: str
+    filename: str
+    size: int
+    sha256: str
+
+
+def _kind_of(resource: Any) -> str:
+    return type(resource).__name__.lower() if resource is not None else ""
+
+
+def download_name(title: str, period, extension: str) -> str:
+    """``monthly-executive-summary_2025-01-01_2025-01-31.pdf``: readable, ASCII, safe anywhere."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "report"
+    first = period.start.astimezone(zone(period.timezone)).date()
+    last = (period.end - dt.timedelta(microseconds=1)).astimezone(zone(period.timezone)).date()
+    return f"{slug}_{first.isoformat()}_{last.isoformat()}{extension}"
+
+
+def _parse_time(field: str, value, problems) -> Optional[dt.datetime]:
+    if value in (None, ""):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        problems.append((field, f"{value!r} is not an ISO 8601 date or datetime"))
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+def _int_param(field: str, value, default: int, low: int, high: int, problems) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append((field, "must be an integer"))
+        return default
+    if not low <= number <= high:
+        problems.append((field, f"must be between {low} and {high}"))
+        return default
+    return number
+
+
+def list_query(filters: Mapping[str, Any], report_types: Mapping) -> dict:
+    """Validate the seed's list parameters (filters, sort, order, limit, offset)."""
+    problems: list = []
+    known = {"type", "status", "created_after", "created_before", "limit", "offset", "sort", "order"}
+    for name in filters:
+        if name not in known:
+            problems.append((name, f"unknown parameter; accepted: {', '.join(sorted(known))}"))
+    type_ = filters.get("type") or None
+    if type_ is not None and type_ not in report_types:
+        problems.append(("type", f"unknown report type {type_!r}; valid: {', '.join(sorted(report_types))}"))
+    state = filters.get("status") or None
+    from .models import REPORT_STATES
+    if state is not None and state not in REPORT_STATES:
+        problems.append(("status", f"must be one of {', '.join(REPORT_STATES)}"))
+    sort = filters.get("sort") or "created_at"
+    if sort not in LIST_SORTS:
+        problems.append(("sort", f"must be one of {', '.join(LIST_SORTS)}"))
+    order = (filters.get("order") or "desc")
+    if order not in ("asc", "desc"):
+        problems.append(("order", "must be asc or desc"))
+    query = {
+        "type": type_, "state": state, "sort": sort, "order": order,
+        "created_after": _parse_time("created_after", filters.get("created_after"), problems),
+        "created_before": _parse_time("created_before", filters.get("created_before"), problems),
+        "limit": _int_param("limit", filters.get("limit"), 20, 1, MAX_LIMIT, problems),
+        "offset": _int_param("offset", filters.get("offset"), 0, 0, 10**9, problems),
+    }
+    if problems:
+        raise ValidationError.from_problems(problems)
+    return query
+
+
+CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+EMAIL = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+SCHEDULE_KEYS = ("name", "cron", "timezone", "period", "recipients", "enabled", "format")
+
+
+def schedule_body(schedule: Schedule) -> dict:
+    """A stored schedule as the request body that would create it (for PUT merges)."""
+    return {"name": schedule.name, "cron": schedule.cron, "timezone": schedule.timezone,
+            "period": schedule.period, "recipients": list(schedule.recipients), "enabled": schedule.enabled,
+            "format": schedule.format, **{k: v for k, v in schedule.definition.items() if k != "format"}}
+
+
+def validate_schedule(body: Any, reports: Reports) -> dict:
+    """Check a schedule body; the report part is validated like a generation request."""
+    if not isinstance(body, dict):
+        raise ValidationError.from_problems([("body", "must be a JSON object")])
+    problems = []
+    cron = body.get("cron")
+    if not isinstance(cron, str) or len(cron.split()) != 5 or not all(CRON_FIELD.match(f) for f in cron.split()):
+        problems.append(("cron", "must be a 5-field cron expression such as '0 8 * * 1'"))
+    timezone = body.get("timezone", "UTC")
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        problems.append(("timezone", str(exc)))
+        timezone = "UTC"
+    period = body.get("period", "previous_day")
+    if period not in RELATIVE_PERIODS:
+        problems.append(("period", f"must be one of {', '.join(RELATIVE_PERIODS)}"))
+    recipients = body.get("recipients", [])
+    if not isinstance(recipients, list) or not all(isinstance(r, str) and EMAIL.match(r) for r in recipients):
+        problems.append(("recipients", "must be a list of e-mail addresses"))
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(("enabled", "must be true or false"))
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 200):
+        problems.append(("name", "must be 1 to 200 characters"))
+    definition = {k: v for k, v in body.items() if k not in SCHEDULE_KEYS}
+    try:
+        spec = reports.validate({**definition, "format": body.get("format", "pdf"), "period": period,
+                                 "timezone": timezone})
+    except ValidationError as exc:
+        problems += [(d["field"], d["problem"]) for d in exc.details]
+        spec = None
+    if problems:
+        raise ValidationError.from_problems(problems)
+    return {"name": name or spec.title, "definition": {**definition, "format": spec.format},
+            "format": spec.format, "cron": " ".join(cron.split()), "timezone": timezone, "period": period,
+            "recipients": recipients, "enabled": enabled}
+
+
+def validate_template(body: Any, reports: Reports) -> dict:
+    """Check a template body: a name, and a report definition valid as a generation request."""
+    if not isinstance(body, dict):
+        raise ValidationError.from_problems([("body", "must be a JSON object")])
+    problems = []
+    allowed = {"name", "description", "type", "sections", "defaults", "format"}
+    for key in body:
+        if key not in allowed:
+            problems.append((key, f"unknown field; accepted: {', '.join(sorted(allowed))}"))
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        problems.append(("name", "is required, 1 to 200 characters"))
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > 2000:
+        problems.append(("description", "must be text of at most 2000 characters"))
+    defaults = body.get("defaults", {})
+    if not isinstance(defaults, dict):
+        problems.append(("defaults", "must be an object"))
+        defaults = {}
+    probe = {"type": body.get("type", "custom"), "format": body.get("format", "pdf"),
+             "period": "last_7_days", **{k: v for k, v in defaults.items() if k not in ("start_date", "end_date")}}
+    if "sections" in body:
+        probe["sections"] = body["sections"]
+    try:
+        spec = reports.validate(probe)
+    except ValidationError as exc:
+        problems += [(d["field"], d["problem"]) for d in exc.details]
+        spec = None
+    if problems:
+        raise ValidationError.from_problems(problems)
+    return {"name": name.strip(), "description": description, "type": spec.type,
+            "sections": [{"type": s.name, **s.options} for s in spec.sections] if "sections" in body else [],
+            "defaults": defaults, "format": spec.format}

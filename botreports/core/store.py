@@ -1,0 +1,389 @@
+"""The metadata store on sqlite-utils: reports, schedules, schedule runs,
+templates, API keys (hashed) and the audit log.
+
+One SQLite file in WAL mode, one connection per thread, ``BEGIN IMMEDIATE`` for
+every write that spans statements, so several threads and processes on one
+host can share it. The schema is versioned with ``PRAGMA user_version``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
+
+import attrs
+import sqlite_utils
+
+from .models import ApiKey, Report, Schedule, Template
+
+UTC = dt.timezone.utc
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def to_db(value: Any) -> Any:
+    """Python value -> SQLite value: datetimes as sortable UTC ISO text, containers as JSON."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def from_db_datetime(value: Optional[str]) -> Optional[dt.datetime]:
+    if value is None:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _record(cls: Type, row: Optional[Dict[str, Any]]):
+    """A stored row -> attrs record, decoding by field type."""
+    if row is None:
+        return None
+    values = {}
+    for field in attrs.fields(cls):
+        if field.name not in row:
+            continue
+        value = row[field.name]
+        kind = str(field.type)
+        if value is not None and "datetime" in kind:
+            value = from_db_datetime(value)
+        elif value is not None and kind in ("dict", "list"):
+            value = json.loads(value)
+        elif kind == "bool":
+            value = bool(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["reports"].create(
+        {
+            "id": str, "org_id": str, "owner_id": str, "type": str, "format": str, "title": str,
+            "parameters": str, "state": str, "progress": int, "stage": str, "error": str,
+            "created_at": str, "started_at": str, "completed_at": str, "expires_at": str,
+            "template_id": str, "template_version": int, "schedule_id": str,
+            "artifact_path": str, "artifact_size": int, "artifact_sha256": str,
+            "media_type": str, "filename": str, "attempts": int,
+            "lease_owner": str, "lease_expires_at": str,
+        },
+        pk="id",
+        not_null={"org_id", "owner_id", "type", "format", "state", "created_at"},
+        defaults={"progress": 0, "attempts": 0, "state": "pending"},
+    )
+    db["reports"].create_index(["org_id", "created_at"])
+    db["reports"].create_index(["state", "lease_expires_at"])
+    db["schedules"].create(
+        {
+            "id": str, "org_id": str, "owner_id": str, "name": str, "definition": str,
+            "format": str, "cron": str, "timezone": str, "period": str, "recipients": str,
+            "enabled": int, "created_at": str, "updated_at": str, "next_run_at": str,
+        },
+        pk="id",
+        not_null={"org_id", "owner_id", "cron", "timezone"},
+    )
+    db["schedules"].create_index(["enabled", "next_run_at"])
+    db["schedule_runs"].create(
+        {"id": int, "schedule_id": str, "fire_time": str, "state": str, "report_id": str,
+         "created_at": str, "detail": str},
+        pk="id",
+        not_null={"schedule_id", "fire_time", "state"},
+    )
+    db["schedule_runs"].create_index(["schedule_id", "fire_time"], unique=True)
+    db["templates"].create(
+        {
+            "id": str, "org_id": str, "owner_id": str, "name": str, "description": str,
+            "type": str, "sections": str, "defaults": str, "format": str, "builtin": int,
+            "version": int, "presentation": str, "created_at": str, "updated_at": str,
+        },
+        pk="id",
+    )
+    db["templates"].create_index(["org_id", "name"])
+    db["api_keys"].create(
+        {"id": str, "key_hash": str, "prefix": str, "org_id": str, "role": str, "name": str,
+         "created_at": str, "last_used_at": str, "revoked": int},
+        pk="id",
+        not_null={"key_hash", "org_id", "role"},
+        defaults={"revoked": 0},
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True)
+    db["audit_log"].create(
+        {"id": int, "created_at": str, "org_id": str, "actor": str, "action": str,
+         "resource_type": str, "resource_id": str, "result": str, "ip": str, "details": str},
+        pk="id",
+    )
+    db["audit_log"].create_index(["org_id", "created_at"])
+    db["deliveries"].create(
+        {"id": int, "report_id": str, "schedule_id": str, "channel": str, "recipient": str,
+         "state": str, "attempt": int, "detail": str, "created_at": str},
+        pk="id",
+    )
+    db["deliveries"].create_index(["report_id", "recipient"])
+
+
+#: Each migration brings the schema from version i to i+1; never edit a released one.
+MIGRATIONS = (_migration_1,)
+
+REPORT_SORTS = {"created_at": "created_at", "name": "title", "type": "type"}
+
+
+class Store:
+    """The metadata store of one data directory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.migrate()
+
+    # -- connections and transactions -----------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's connection, wrapped by sqlite-utils."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite_utils.Database(self._connect())
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """A write transaction taken with ``BEGIN IMMEDIATE`` (no lock upgrade deadlocks)."""
+        db = self.db
+        if db.conn.in_transaction:  # nested: the outer transaction commits
+            yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def migrate(self) -> int:
+        """Apply the migrations this file lacks; returns the schema version."""
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                migration(db)
+                db.execute(f"PRAGMA user_version = {number}")
+            return len(MIGRATIONS)
+
+    # -- generic helpers ------------------------------------------------
+
+    def _insert(self, table: str, record) -> None:
+        row = {key: to_db(value) for key, value in attrs.asdict(record, recurse=False).items()}
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+
+    def _update(self, table: str, record_id: str, where: str = "", where_args=(), **fields) -> int:
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        args = [to_db(value) for value in fields.values()] + [record_id, *where_args]
+        with self.transaction() as db:
+            cursor = db.execute(f"UPDATE {table} SET {sets} WHERE id = ? {where}", args)
+            return cursor.rowcount
+
+    def _get(self, table: str, cls: Type, record_id: str):
+        rows = list(self.db[table].rows_where("id = ?", [record_id]))
+        return _record(cls, rows[0] if rows else None)
+
+    # -- reports --------------------------------------------------------
+
+    def insert_report(self, report: Report) -> None:
+        self._insert("reports", report)
+
+    def get_report(self, report_id: str) -> Optional[Report]:
+        return self._get("reports", Report, report_id)
+
+    def update_report(self, report_id: str, **fields) -> int:
+        return self._update("reports", report_id, **fields)
+
+    def report_row(self, report_id: str) -> Optional[dict]:
+        """The raw row, lease columns included (for the worker and reconciler)."""
+        rows = list(self.db["reports"].rows_where("id = ?", [report_id]))
+        return rows[0] if rows else None
+
+    def claim_report(self, report_id: str, worker: str, lease_seconds: float) -> bool:
+        """Take a pending report for ``worker`` with a lease; False if someone else has it."""
+        stamp = now()
+        return self._update(
+            "reports", report_id, "AND state = 'pending'",
+            state="running", stage="starting", started_at=stamp, lease_owner=worker,
+            lease_expires_at=stamp + dt.timedelta(seconds=lease_seconds),
+            attempts=(self.report_row(report_id) or {}).get("attempts", 0) + 1,
+        ) == 1
+
+    def renew_lease(self, report_id: str, worker: str, lease_seconds: float) -> bool:
+        return self._update(
+            "reports", report_id, "AND state = 'running' AND lease_owner = ?", (worker,),
+            lease_expires_at=now() + dt.timedelta(seconds=lease_seconds),
+        ) == 1
+
+    def set_progress(self, report_id: str, progress: int, stage: str) -> None:
+        """Move progress forward only (it never goes back) and name the stage."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE reports SET progress = max(progress, ?), stage = ? WHERE id = ? AND state = 'running'",
+                [int(progress), stage, report_id],
+            )
+
+    def list_reports(self, org_id: Optional[str], *, type=None, state=None, created_after=None,
+                     created_before=None, sort="created_at", order="desc", limit=20,
+                     offset=0) -> Tuple[List[Report], int]:
+        """One page of an organisation's reports and the total matching the filters."""
+        where, args = [], []
+        if org_id is not None:
+            where.append("org_id = ?"); args.append(org_id)
+        if type:
+            where.append("type = ?"); args.append(type)
+        if state:
+            where.append("state = ?"); args.append(state)
+        if created_after:
+            where.append("created_at > ?"); args.append(to_db(created_after))
+        if created_before:
+            where.append("created_at < ?"); args.append(to_db(created_before))
+        clause = " AND ".join(where) or "1 = 1"
+        total = self.db.execute(f"SELECT count(*) FROM reports WHERE {clause}", args).fetchone()[0]
+        column = REPORT_SORTS[sort]
+        direction = "ASC" if order == "asc" else "DESC"
+        rows = self.db.query(
+            f"SELECT * FROM reports WHERE {clause} ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?",
+            args + [int(limit), int(offset)],
+        )
+        return [_record(Report, row) for row in rows], total
+
+    def delete_report(self, report_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM reports WHERE id = ?", [report_id])
+
+    def expired_leases(self, at: dt.datetime) -> List[dict]:
+        return list(self.db["reports"].rows_where(
+            "state = 'running' AND lease_expires_at < ?", [to_db(at)]))
+
+    # -- schedules, runs and deliveries ----------------------------------
+
+    def insert_schedule(self, schedule: Schedule) -> None:
+        self._insert("schedules", schedule)
+
+    def get_schedule(self, schedule_id: str) -> Optional[Schedule]:
+        return self._get("schedules", Schedule, schedule_id)
+
+    def update_schedule(self, schedule_id: str, **fields) -> int:
+        return self._update("schedules", schedule_id, **fields)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM schedule_runs WHERE schedule_id = ?", [schedule_id])
+            db.execute("DELETE FROM schedules WHERE id = ?", [schedule_id])
+
+    def list_schedules(self, org_id: Optional[str], limit=20, offset=0) -> Tuple[List[Schedule], int]:
+        clause, args = ("org_id = ?", [org_id]) if org_id is not None else ("1 = 1", [])
+        total = self.db.execute(f"SELECT count(*) FROM schedules WHERE {clause}", args).fetchone()[0]
+        rows = self.db.query(
+            f"SELECT * FROM schedules WHERE {clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            args + [int(limit), int(offset)])
+        return [_record(Schedule, row) for row in rows], total
+
+    def record_run(self, schedule_id: str, fire_time: dt.datetime, state: str,
+                   report_id: Optional[str] = None, detail: str = "") -> bool:
+        """Insert one run per (schedule, fire time); False if that run already exists."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO schedule_runs (schedule_id, fire_time, state, report_id, created_at, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [schedule_id, to_db(fire_time), state, report_id, to_db(now()), detail])
+            return cursor.rowcount == 1
+
+    def runs_of(self, schedule_id: str, limit: int = 10) -> List[dict]:
+        return list(self.db.query(
+            "SELECT fire_time, state, report_id, detail FROM schedule_runs WHERE schedule_id = ?"
+            " ORDER BY fire_time DESC LIMIT ?", [schedule_id, limit]))
+
+    def record_delivery(self, report_id, schedule_id, channel, recipient, state, attempt, detail="") -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO deliveries (report_id, schedule_id, channel, recipient, state, attempt, detail, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [report_id, schedule_id, channel, recipient, state, attempt, detail, to_db(now())])
+
+    def deliveries_of(self, report_id: str) -> List[dict]:
+        return list(self.db.query("SELECT * FROM deliveries WHERE report_id = ? ORDER BY id", [report_id]))
+
+    # -- templates ------------------------------------------------------
+
+    def insert_template(self, template: Template) -> None:
+        self._insert("templates", template)
+
+    def get_template(self, template_id: str) -> Optional[Template]:
+        return self._get("templates", Template, template_id)
+
+    def list_templates(self, org_id: Optional[str]) -> List[Template]:
+        clause, args = ("org_id = ?", [org_id]) if org_id is not None else ("1 = 1", [])
+        return [_record(Template, row) for row in self.db.query(
+            f"SELECT * FROM templates WHERE {clause} ORDER BY name, id", args)]
+
+    # -- API keys -------------------------------------------------------
+
+    def insert_api_key(self, key: ApiKey, key_hash: str) -> None:
+        row = {**attrs.asdict(key), "key_hash": key_hash}
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, key_hash, prefix, org_id, role, name, created_at, revoked)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                [row["id"], key_hash, row["prefix"], row["org_id"], row["role"], row["name"],
+                 to_db(row["created_at"])])
+
+    def find_api_key(self, key_hash: str) -> Optional[ApiKey]:
+        rows = list(self.db.query(
+            "SELECT id, org_id, role, name, prefix, created_at FROM api_keys WHERE key_hash = ? AND revoked = 0",
+            [key_hash]))
+        return _record(ApiKey, rows[0]) if rows else None
+
+    # -- audit log ------------------------------------------------------
+
+    def audit(self, *, org_id, actor, action, resource_type, resource_id=None, result="allowed",
+              ip="", details=None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit_log (created_at, org_id, actor, action, resource_type, resource_id, result, ip, details)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [to_db(now()), org_id, actor, action, resource_type, resource_id, result, ip,
+                 json.dumps(details or {}, sort_keys=True)])
+
+    def audit_events(self, org_id: Optional[str], start=None, end=None, actions=None) -> List[dict]:
+        where, args = [], []
+        if org_id is not None:
+            where.append("org_id = ?"); args.append(org_id)
+        if start is not None:
+            where.append("created_at >= ?"); args.append(to_db(start))
+        if end is not None:
+            where.append("created_at < ?"); args.append(to_db(end))
+        if actions:
+            where.append(f"action IN ({', '.join('?' for _ in actions)})"); args.extend(actions)
+        clause = " AND ".join(where) or "1 = 1"
+        return list(self.db.query(f"SELECT * FROM audit_log WHERE {clause} ORDER BY id", args))

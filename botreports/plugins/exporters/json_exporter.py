@@ -1,0 +1,78 @@
+"""JSON export: the ReportDocument itself (``"schema": "botreports/1"``), streamed,
+so a report can be re-rendered to another format without recomputing it."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+from ... import hookimpl
+from ...core.convert import unstructure
+from ...core.models import Exporter
+
+
+def _default(value):
+    if isinstance(value, dt.datetime):
+        return unstructure(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _clean(value):
+    """NaN and infinities have no JSON form: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False)
+
+
+def _block(block) -> dict:
+    data = unstructure(block)
+    if block.kind == "kpis":
+        data["items"] = [{k: _clean(v) for k, v in item.items()} for item in data["items"]]
+    return data
+
+
+def export_json(document, stream, options):
+    """Write the document; a table's rows are written one by one (iterators stay streamed)."""
+    write = lambda text: stream.write(text.encode("utf-8"))  # noqa: E731
+    head = {
+        "schema": document.schema,
+        "report_id": document.report_id,
+        "title": document.title,
+        "type": document.type,
+        "organization_id": document.organization,
+        "period": {"start": unstructure(document.period.start), "end": unstructure(document.period.end),
+                   "timezone": document.period.timezone},
+        "generated_at": unstructure(document.generated_at),
+        "parameters": document.parameters,
+    }
+    write(dumps(head)[:-1] + ', "sections": [')
+    for s_index, section in enumerate(document.sections):
+        write(("," if s_index else "") + dumps({"name": section.name, "title": section.title,
+                                                "description": section.description})[:-1] + ', "blocks": [')
+        for b_index, block in enumerate(section.blocks):
+            if b_index:
+                write(",")
+            if block.kind != "table":
+                write(dumps(_block(block)))
+                continue
+            write(dumps({"kind": "table", "title": block.title, "raw": block.raw,
+                         "columns": [unstructure(c) for c in block.columns]})[:-1] + ', "rows": [')
+            for r_index, row in enumerate(block.rows):
+                write(("," if r_index else "") + dumps([_clean(v) for v in row]))
+            write("]}")
+        write("]}")
+    write("]}\n")
+
+
+@hookimpl
+def register_exporters():
+    return Exporter("json", ".json", "application/json", export_json, "JSON",
+                    "The report document, machine-readable (schema botreports/1)")

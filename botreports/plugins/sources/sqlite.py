@@ -1,0 +1,214 @@
+"""The default analytics source: an SQLite file with the canonical schema.
+
+Timestamps are epoch milliseconds (UTC). Every section query aggregates in
+SQLite (GROUP BY over indexes); Python only shapes the few result rows.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from urllib.parse import quote, unquote, urlparse
+
+from ... import hookimpl
+from ...core.analytics_schema import TABLES
+from ...core.models import DataSourceFactory, Scope
+from .sql_time import day_from_number, epoch_ms, local_day_sql
+
+_SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
+              "timestamp": "INTEGER"}
+
+#: Indexes that cover the section queries; created after a bulk load.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS messages_org_time ON messages (org_id, created_at, direction, user_id)",
+    "CREATE INDEX IF NOT EXISTS messages_org_user ON messages (org_id, direction, user_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS messages_bot_time ON messages (bot_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS conversations_org_time ON conversations (org_id, started_at)",
+    "CREATE INDEX IF NOT EXISTS conversations_bot_time ON conversations (bot_id, started_at)",
+    "CREATE INDEX IF NOT EXISTS llm_calls_org_time ON llm_calls (org_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS system_samples_org_time ON system_samples (org_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS audit_events_org_time ON audit_events (org_id, created_at)",
+)
+
+
+def schema_sql() -> List[str]:
+    """CREATE TABLE statements of the canonical schema."""
+    statements = []
+    for table, columns in TABLES.items():
+        defs = []
+        for spec in columns.values():
+            text = f"{spec.name} {_SQL_TYPES[spec.kind]}"
+            if spec.name == "id":
+                text += " PRIMARY KEY"
+            elif spec.required:
+                text += " NOT NULL"
+            defs.append(text)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(defs)})")
+    return statements
+
+
+def create_database(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) an analytics file with the canonical schema."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    for statement in schema_sql():
+        conn.execute(statement)
+    return conn
+
+
+def create_indexes(conn: sqlite3.Connection) -> None:
+    for statement in INDEXES:
+        conn.execute(statement)
+    conn.execute("ANALYZE")
+
+
+def insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[Sequence]) -> int:
+    """Insert tuples in the column order of ``TABLES[table]`` (inside the caller's transaction)."""
+    columns = list(TABLES[table])
+    marks = ", ".join("?" for _ in columns)
+    cursor = conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+    return cursor.rowcount
+
+
+def path_of(url: str) -> Path:
+    """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` -> a Path."""
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite":
+        raise ValueError(f"not an sqlite URL: {url}")
+    if parsed.netloc not in ("", "localhost"):
+        raise ValueError(f"an sqlite URL names a local file: sqlite:///abs/path.db, not {url}")
+    raw = unquote(parsed.path)
+    # sqlite:////abs/path (SQLAlchemy style) and sqlite:///abs/path both mean /abs/path
+    return Path("/" + raw.lstrip("/")) if raw.startswith("/") else Path(raw)
+
+
+class SqliteAnalytics:
+    """Answers the section queries from one SQLite analytics file (read-only)."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        if not self.path.exists():
+            create_database(self.path).close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # Read-only: a report can never change the analytics data.
+            conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            self._local.conn = conn
+        return conn
+
+    def query(self, sql: str, params: Sequence = ()) -> List[tuple]:
+        return self.conn.execute(sql, list(params)).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- scope filters --------------------------------------------------
+
+    def where(self, scope: Scope, time_column: str, *, period: bool = True, alias: str = "",
+              has_channel: bool = True) -> Tuple[str, list]:
+        """The WHERE clause restricting a table to a scope (org, bots, channel, period)."""
+        p = f"{alias}." if alias else ""
+        clauses, params = [], []
+        if scope.org_id is not None:
+            clauses.append(f"{p}org_id = ?"); params.append(scope.org_id)
+        if period:
+            clauses.append(f"{p}{time_column} >= ? AND {p}{time_column} < ?")
+            params += [epoch_ms(scope.period.start), epoch_ms(scope.period.end)]
+        if scope.bot_ids:
+            clauses.append(f"{p}bot_id IN ({', '.join('?' for _ in scope.bot_ids)})")
+            params += list(scope.bot_ids)
+        if scope.channel:
+            if has_channel:
+                clauses.append(f"{p}channel = ?")
+            else:
+                clauses.append(f"{p}conversation_id IN (SELECT id FROM conversations WHERE channel = ?)")
+            params.append(scope.channel)
+        return " AND ".join(clauses) or "1 = 1", params
+
+    # -- usage ----------------------------------------------------------
+
+    def usage_totals(self, scope: Scope) -> Dict[str, float]:
+        """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
+        conv_where, conv_params = self.where(scope, "started_at")
+        msg_where, msg_params = self.where(scope, "created_at")
+        llm_where, llm_params = self.where(scope, "created_at", has_channel=False)
+        conversations = self.query(f"SELECT count(*) FROM conversations WHERE {conv_where}", conv_params)[0][0]
+        messages_in, messages_out, active = self.query(
+            f"SELECT coalesce(sum(direction = 'in'), 0), coalesce(sum(direction = 'out'), 0),"
+            f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
+            f" FROM messages WHERE {msg_where}", msg_params)[0]
+        calls, tokens, cost = self.query(
+            f"SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
+            f" FROM llm_calls WHERE {llm_where}", llm_params)[0]
+        return {
+            "conversations": conversations,
+            "messages_in": messages_in,
+            "messages_out": messages_out,
+            "active_users": active,
+            "new_users": sum(count for _, count in self._first_seen(scope)),
+            "llm_calls": calls,
+            "tokens": tokens,
+            "cost_usd": round(cost, 6),
+        }
+
+    def _first_seen(self, scope: Scope) -> List[Tuple[int, int]]:
+        """``[(local day number, users first seen that day)]`` for users new in the period."""
+        where, params = self.where(scope, "created_at", period=False)
+        day_sql, day_params = local_day_sql("first", scope.period)
+        rows = self.query(
+            f"SELECT {day_sql} AS day, count(*) FROM ("
+            f" SELECT min(created_at) AS first FROM messages"
+            f" WHERE {where} AND direction = 'in' AND created_at < ? GROUP BY user_id"
+            f") WHERE first >= ? GROUP BY day",
+            day_params + params + [epoch_ms(scope.period.end), epoch_ms(scope.period.start)])
+        return rows
+
+    def daily_usage(self, scope: Scope) -> List[dict]:
+        """Per local day: conversations, messages in/out, active users and new users."""
+        days: Dict[int, dict] = {}
+
+        def day(number):
+            return days.setdefault(number, {"conversations": 0, "messages_in": 0, "messages_out": 0,
+                                            "active_users": 0, "new_users": 0})
+
+        conv_where, conv_params = self.where(scope, "started_at")
+        day_sql, day_params = local_day_sql("started_at", scope.period)
+        for number, count in self.query(
+                f"SELECT {day_sql} AS day, count(*) FROM conversations WHERE {conv_where} GROUP BY day",
+                day_params + conv_params):
+            day(number)["conversations"] = count
+        msg_where, msg_params = self.where(scope, "created_at")
+        day_sql, day_params = local_day_sql("created_at", scope.period)
+        for number, messages_in, messages_out, active in self.query(
+                f"SELECT {day_sql} AS day, sum(direction = 'in'), sum(direction = 'out'),"
+                f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
+                f" FROM messages WHERE {msg_where} GROUP BY day", day_params + msg_params):
+            row = day(number)
+            row.update(messages_in=messages_in, messages_out=messages_out, active_users=active)
+        for number, count in self._first_seen(scope):
+            day(number)["new_users"] = count
+        return [{"day": day_from_number(number), **values} for number, values in sorted(days.items())]
+
+
+def open_sqlite(url: str) -> SqliteAnalytics:
+    return SqliteAnalytics(path_of(url))
+
+
+@hookimpl
+def register_data_sources():
+    return DataSourceFactory(scheme="sqlite", open=open_sqlite,
+                             description="SQLite file with the canonical analytics schema")
