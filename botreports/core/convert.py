@@ -11,6 +11,7 @@ from typing import Any
 
 import cattrs
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
 from .errors import ValidationError
 
@@ -56,8 +57,15 @@ def _field_of(path: str) -> str:
     return path or "body"
 
 
+def _format(exc: BaseException, type_) -> str:
+    """Our strict hooks already say what was expected; others get cattrs' wording."""
+    if isinstance(exc, TypeError) and str(exc).startswith("must be "):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
 def _problems_of(exc: BaseException):
-    for message in cattrs.transform_error(exc, path="$"):
+    for message in cattrs.transform_error(exc, path="$", format_exception=_format):
         text, _, path = message.rpartition(" @ ")
         if text.startswith("extra fields found"):
             names = text[text.find("(") + 1 : text.rfind(")")]
@@ -66,7 +74,9 @@ def _problems_of(exc: BaseException):
                 field = name.strip() if prefix == "body" else f"{prefix}.{name.strip()}"
                 yield field, "unknown field"
             continue
-        if text.startswith("invalid value for type, expected "):
+        if text.startswith("must be "):
+            pass
+        elif text.startswith("invalid value for type, expected "):
             text = "must be " + text.removeprefix("invalid value for type, expected ")
         elif text == "required field missing":
             text = "is required"

@@ -121,7 +121,9 @@ def local_date(instant: dt.datetime, tz: str) -> dt.date:
 
 
 def days_of(period: Period) -> List[dt.date]:
-    """Every local date that a period touches, in order."""
+    """Every local date that a period touches, in order (none for an empty period)."""
+    if period.end <= period.start:
+        return []
     first = local_date(period.start, period.timezone)
     last = local_date(period.end - dt.timedelta(microseconds=1), period.timezone)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

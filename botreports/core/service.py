@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import json
 import logging
+import os
 import re
 import secrets
-import socket
-import os
 import threading
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 import attrs
 
-from . import convert, params, security
+from . import params, security
+from .analytics_schema import validate_event
 from .errors import (BotReportsError, Conflict, NotFound, PermissionDenied, PluginError,
                      ReportFailed, Unauthorized, ValidationError)
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
@@ -69,6 +70,17 @@ class Reports:
         self.store = Store(self.data_dir / "botreports.db")
         default_plugins = importlib.import_module(DEFAULT_PLUGINS_MODULE).DEFAULT_PLUGINS
         self.pm = build_plugin_manager(default_plugins, plugins, load_entrypoints, disable_plugins)
+        self._build_registries()
+        self._source = data_source if data_source is not None and not isinstance(data_source, str) else None
+        self._source_lock = threading.Lock()
+        self.secret = self.settings.secret or self._stored_secret()
+        self.queue = ImmediateQueue() if queue in (None, "immediate") else queue
+        self.queue.bind(self)
+        self.pm.hook.startup(reports=self)
+
+    # -- registries -----------------------------------------------------
+
+    def _build_registries(self) -> None:
         self._registries = {
             "report_types": collect_registry(self.pm, "register_report_types", "name"),
             "sections": collect_registry(self.pm, "register_sections", "name"),
@@ -84,14 +96,23 @@ class Reports:
         self.builtin_templates = self._plain("templates")
         self.delivery_channels = self._plain("delivery_channels")
         self._check_references()
-        self._source = data_source if data_source is not None and not isinstance(data_source, str) else None
-        self._source_lock = threading.Lock()
-        self.secret = self.settings.secret or self._stored_secret()
-        self.queue = ImmediateQueue() if queue in (None, "immediate") else queue
-        self.queue.bind(self)
-        self.pm.hook.startup(reports=self)
 
-    # -- registries -----------------------------------------------------
+    def add_plugin(self, plugin, name: Optional[str] = None) -> str:
+        """Register one more plugin after start-up and rebuild the registries; returns its name."""
+        name = self.pm.register(plugin, name)
+        try:
+            self.pm.check_pending()
+            self._build_registries()
+        except Exception:
+            self.pm.unregister(plugin)
+            self._build_registries()
+            raise
+        return name
+
+    def remove_plugin(self, plugin) -> None:
+        """Unregister a plugin added with ``add_plugin`` and rebuild the registries."""
+        self.pm.unregister(plugin)
+        self._build_registries()
 
     def _plain(self, kind: str) -> dict:
         return {name: item for name, (item, _plugin) in self._registries[kind].items()}
@@ -369,6 +390,55 @@ class Reports:
         self.store.insert_template(template)
         self.audit(principal, "template.create", template)
         return self.store.get_template(template.id)
+
+    # -- analytics events -----------------------------------------------
+
+    def ingest(self, principal: Principal, lines: Iterable, batch_size: int = 5000) -> dict:
+        """Load NDJSON events (one object a line with its ``table``) into the analytics source.
+
+        Each batch is validated whole before anything of it is written, and
+        written in one transaction; a bad line is reported with its number and
+        its batch is left out entirely. Events of another organisation are refused.
+        """
+        self.authorize(principal, "events.ingest")
+        write = getattr(self.source, "write_events", None)
+        if write is None:
+            raise ValidationError.from_problems([("data", "this data source is read-only")])
+        inserted: dict = {}
+        errors: list = []
+        batch: list = []
+        batch_bad = False
+
+        def flush():
+            nonlocal batch, batch_bad
+            if batch and not batch_bad:
+                for table, count in write([event for _, event in batch]).items():
+                    inserted[table] = inserted.get(table, 0) + count
+            batch, batch_bad = [], False
+
+        for number, line in enumerate(lines, start=1):
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", errors="replace")
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+                if isinstance(event, dict) and not principal.is_system:
+                    event.setdefault("org_id", principal.org_id)
+                table, row = validate_event(event)
+                if not principal.is_system and row["org_id"] != principal.org_id:
+                    raise ValueError("org_id must be your own organisation")
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                errors.append({"line": number, "problem": str(exc)})
+                batch_bad = True
+                batch.append((number, None))
+            else:
+                batch.append((number, (table, row)))
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+        self.audit(principal, "events.ingest", None, details={"inserted": inserted, "errors": len(errors)})
+        return {"inserted": inserted, "errors": errors}
 
     # -- API keys -------------------------------------------------------
 

@@ -116,6 +116,32 @@ class SqliteAnalytics:
             conn.close()
             self._local.conn = None
 
+    def write_events(self, events: Sequence[Tuple[str, dict]]) -> Dict[str, int]:
+        """Write validated ``(table, row)`` events in one transaction: all of them or none.
+
+        Rows with an ``id`` replace an earlier row with the same id, so re-sending
+        a batch is harmless.
+        """
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("BEGIN IMMEDIATE")
+            counts: Dict[str, int] = {}
+            try:
+                for table, row in events:
+                    columns = list(TABLES[table])
+                    verb = "INSERT OR REPLACE" if "id" in columns else "INSERT"
+                    conn.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+                                 [row[c] for c in columns])
+                    counts[table] = counts.get(table, 0) + 1
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return counts
+        finally:
+            conn.close()
+
     # -- scope filters --------------------------------------------------
 
     def where(self, scope: Scope, time_column: str, *, period: bool = True, alias: str = "",

@@ -1,0 +1,72 @@
+"""The command line: help everywhere, exit 2 naming a bad argument, keys shown once."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = str(Path(sys.executable).with_name("botreports"))
+COMMANDS = [[], ["demo-data"], ["ingest"], ["generate"], ["keys"], ["keys", "create"], ["plugins"]]
+
+
+def run(*args, **kwargs):
+    return subprocess.run([BIN, *args], capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_every_command_has_help(command):
+    done = run(*command, "--help")
+    assert done.returncode == 0
+    assert "usage: botreports" in done.stdout
+
+
+@pytest.mark.parametrize("args,names", [
+    (["demo-data", "--days", "many"], "--days"),
+    (["generate", "--type", "usage", "--format", "json"], "--out"),
+    (["keys", "create", "--org", "org-acme"], "--role"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_bad_arguments_exit_2_naming_the_argument(args, names):
+    done = run(*args)
+    assert done.returncode == 2
+    assert names in done.stderr
+
+
+def test_invalid_report_parameters_exit_2_naming_the_field(tmp_path):
+    done = run("generate", "--data-dir", str(tmp_path), "--type", "usage", "--start", "2025-02-30",
+               "--end", "2025-03-01", "--out", str(tmp_path / "x.json"))
+    assert done.returncode == 2
+    assert "start_date" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_keys_create_prints_key_once_and_stores_hash(tmp_path):
+    done = run("keys", "create", "--role", "report_admin", "--org", "org-acme", "--data-dir", str(tmp_path))
+    assert done.returncode == 0
+    key = done.stdout.strip()
+    assert key.startswith("brk_") and len(key) > 30
+    assert key not in (tmp_path / "botreports.db").read_bytes().decode("latin-1")
+    from botreports import Reports, RequestInfo
+    principal = Reports(data_dir=tmp_path, load_entrypoints=False).authenticate(
+        RequestInfo(headers={"X-API-Key": key}))
+    assert principal.roles == {"report_admin"} and principal.org_id == "org-acme"
+    bad = run("keys", "create", "--role", "root", "--org", "org-acme", "--data-dir", str(tmp_path))
+    assert bad.returncode == 2 and "role" in bad.stderr
+
+
+def test_plugins_lists_registries_with_origins(tmp_path):
+    done = run("plugins", "--json", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    names = {p["name"]: p for p in data["plugins"]}
+    assert names["botreports.plugins.exporters.json_exporter"]["origin"] == "builtin"
+    assert {"name": "usage", "plugin": "botreports.plugins.types.builtin_types"} in data["report_types"]
+    assert {"name": "json", "plugin": "botreports.plugins.exporters.json_exporter"} in data["exporters"]
+    text = run("plugins", "--data-dir", str(tmp_path)).stdout
+    assert "Sections:" in text and "usage_summary" in text
+
+
+def test_python_dash_m(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "botreports", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("botreports ")

@@ -1,0 +1,66 @@
+"""Loading events: validation with line numbers, whole batches or nothing."""
+import json
+import sqlite3
+
+import pytest
+
+from botreports import PermissionDenied
+
+MSG = {"table": "messages", "id": "x-1", "org_id": "org-acme", "conversation_id": "cx", "bot_id": "bot-001",
+       "channel": "web", "user_id": "u-new", "direction": "in", "created_at": "2025-01-30T10:00:00Z"}
+
+
+def lines(*events):
+    return [json.dumps(e) + "\n" for e in events]
+
+
+def count(reports, table, where="1 = 1"):
+    conn = sqlite3.connect(reports.data_dir / "analytics.db")
+    return conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+
+
+def test_ingest_valid_events(reports, system_principal):
+    result = reports.ingest(system_principal, lines(
+        MSG, {**MSG, "id": "x-2", "direction": "out", "latency_ms": 900, "created_at": 1738231201000},
+        {"table": "conversations", "id": "cx", "org_id": "org-acme", "bot_id": "bot-001", "user_id": "u-new",
+         "channel": "web", "started_at": "2025-01-30T10:00:00", "status": "resolved", "satisfaction": 5}))
+    assert result == {"inserted": {"messages": 2, "conversations": 1}, "errors": []}
+    assert count(reports, "messages", "id LIKE 'x-%'") == 2
+    conn = sqlite3.connect(reports.data_dir / "analytics.db")
+    assert conn.execute("SELECT created_at FROM messages WHERE id = 'x-1'").fetchone()[0] == 1738231200000
+
+
+def test_bad_line_is_reported_and_its_batch_is_not_written(reports, system_principal):
+    events = lines(MSG, {**MSG, "id": "x-2"}, {**MSG, "id": "x-3", "direction": "sideways"})
+    events.insert(1, "{not json\n")
+    result = reports.ingest(system_principal, events, batch_size=10)
+    assert [e["line"] for e in result["errors"]] == [2, 4]
+    assert "direction" in result["errors"][1]["problem"]
+    assert count(reports, "messages", "id LIKE 'x-%'") == 0
+
+
+def test_good_batches_land_and_bad_batches_do_not(reports, system_principal):
+    events = lines(MSG, {**MSG, "id": "x-2"}, {**MSG, "id": "x-3", "satisfaction": 1}, {**MSG, "id": "x-4"})
+    result = reports.ingest(system_principal, events, batch_size=2)
+    assert result["errors"] == [{"line": 3, "problem": "unknown field(s) for messages: satisfaction"}]
+    assert count(reports, "messages", "id LIKE 'x-%'") == 2
+
+
+def test_organisation_may_only_ingest_its_own_events(reports, principal_factory):
+    result = reports.ingest(principal_factory("admin"), lines({**MSG, "org_id": "org-globex"},
+                                                              {k: v for k, v in MSG.items() if k != "org_id"}))
+    assert result["errors"][0]["line"] == 1
+    assert count(reports, "messages", "id = 'x-1'") == 0
+    with pytest.raises(PermissionDenied):
+        reports.ingest(principal_factory("report_admin"), lines(MSG))
+
+
+def test_cli_ingest_reports_line_numbers(tmp_path, reports):
+    import subprocess, sys
+    from pathlib import Path
+    path = tmp_path / "events.ndjson"
+    path.write_text("".join(lines(MSG, {**MSG, "id": "x-2", "created_at": "tomorrow"})))
+    done = subprocess.run([str(Path(sys.executable).with_name("botreports")), "ingest", str(path),
+                           "--data-dir", str(reports.data_dir)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "line 2: created_at" in done.stderr

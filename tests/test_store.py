@@ -1,0 +1,126 @@
+"""The metadata store: schema versions, hashed keys, and writes from many threads and processes."""
+import multiprocessing
+import sqlite3
+import threading
+
+from botreports.core.models import Report
+from botreports.core.security import hash_secret, new_id
+from botreports.core.store import MIGRATIONS, Store, now
+
+
+def make_report(org="org-acme"):
+    return Report(id=new_id("rpt"), org_id=org, owner_id="someone", type="usage", format="json",
+                  title="T", parameters={"a": [1, 2]}, created_at=now())
+
+
+def test_schema_is_versioned_and_migrations_are_idempotent(tmp_path):
+    store = Store(tmp_path / "botreports.db")
+    version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS) >= 1
+    assert store.migrate() == version  # a second start applies nothing
+    tables = set(store.db.table_names())
+    assert {"reports", "schedules", "schedule_runs", "templates", "api_keys", "audit_log"} <= tables
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_report_round_trip(tmp_path):
+    store = Store(tmp_path / "botreports.db")
+    report = make_report()
+    store.insert_report(report)
+    loaded = store.get_report(report.id)
+    assert loaded.parameters == {"a": [1, 2]}
+    assert loaded.created_at == report.created_at
+    assert loaded.state == "pending" and loaded.progress == 0
+
+
+def test_progress_never_goes_back(tmp_path):
+    store = Store(tmp_path / "botreports.db")
+    report = make_report()
+    store.insert_report(report)
+    assert store.claim_report(report.id, "w1", 60)
+    assert not store.claim_report(report.id, "w2", 60)  # a second worker cannot take it
+    store.set_progress(report.id, 40, "collecting")
+    store.set_progress(report.id, 10, "late update")
+    assert store.get_report(report.id).progress == 40
+
+
+def test_api_keys_are_stored_hashed(reports):
+    plain, key = reports.create_api_key("org-acme", "report_viewer", "dashboard")
+    raw = sqlite3.connect(reports.data_dir / "botreports.db")
+    dumped = "\n".join(raw.iterdump())
+    assert plain not in dumped
+    assert hash_secret(plain) in dumped
+    assert reports.store.find_api_key(hash_secret(plain)).id == key.id
+
+
+def test_many_threads_write_without_losing_rows(tmp_path):
+    store = Store(tmp_path / "botreports.db")
+    errors = []
+
+    def work():
+        try:
+            for _ in range(40):
+                report = make_report()
+                store.insert_report(report)
+                store.audit(org_id="org-acme", actor="t", action="report.generate", resource_type="report",
+                            resource_id=report.id)
+        except Exception as exc:  # pragma: no cover - shown by the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 320
+    assert store.db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 320
+
+
+def _process_writer(path, count):
+    store = Store(path)
+    for _ in range(count):
+        store.insert_report(make_report())
+        store.record_run("sch-1", now().replace(microsecond=0, second=0), "done")
+
+
+def test_processes_share_the_store_and_runs_stay_unique(tmp_path):
+    path = tmp_path / "botreports.db"
+    Store(path)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(path, 30)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = Store(path)
+    assert store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 90
+    # one run per (schedule, fire time), however many writers tried
+    runs = store.db.execute("SELECT fire_time, count(*) FROM schedule_runs GROUP BY fire_time").fetchall()
+    assert all(count == 1 for _, count in runs)
+
+
+def test_crash_in_export_leaves_no_file_and_a_failed_report(reports, principal_factory):
+    from botreports import Exporter, hookimpl
+    from botreports.testing import registered
+
+    class Exploding:
+        @hookimpl
+        def register_exporters(self):
+            def export(document, stream, options):
+                stream.write(b"half a file")
+                raise RuntimeError("disk on fire")
+            return Exporter("boom", ".boom", "application/octet-stream", export)
+
+    with registered(reports, Exploding()):
+        report = reports.generate(principal_factory("report_creator"),
+                                  {"type": "usage", "format": "boom", "start_date": "2025-01-20",
+                                   "end_date": "2025-01-21"})
+    assert report.state == "failed"
+    assert "disk on fire" in report.error
+    assert list(reports.reports_dir.iterdir()) == []
+    import pytest
+    from botreports import Conflict
+    with pytest.raises(Conflict):
+        reports.download(principal_factory("report_viewer"), report.id)
