@@ -28,11 +28,12 @@ setup(
         "pygal>=3.0",
         "bottle>=0.13",
         "waitress>=3.0",
+        "pyjwt>=2.8",
         "tzdata",
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "pdfminer.six>=20231228", "aiosmtpd>=1.4",
-                "pytest-timeout>=2.3"],
+                "pytest-timeout>=2.3", "schemathesis>=4.0"],
         "postgres": ["psycopg[binary,pool]>=3.1"],
         "redis": ["redis>=5"],
     },

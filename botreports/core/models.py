@@ -93,6 +93,8 @@ class Exporter:
     export: Callable[..., None]
     title: str = ""
     description: str = ""
+    #: Options the format accepts in a request's ``options`` (validated, as ``options.<name>``).
+    options: Mapping[str, Option] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -167,6 +169,14 @@ class Schedule:
     created_at: Optional[dt.datetime] = None
     updated_at: Optional[dt.datetime] = None
     next_run_at: Optional[dt.datetime] = None
+    #: The owner's roles and how they signed in, to rebuild and re-check them at run time.
+    owner_roles: list = attrs.Factory(list)
+    owner_via: Optional[str] = None
+    #: Mail subject and body (plain text); empty means a default naming the report.
+    subject: Optional[str] = None
+    message: Optional[str] = None
+    #: Webhook URLs told (POST JSON with a signed link) when a run's report is ready.
+    webhooks: list = attrs.Factory(list)
 
 
 @attrs.define
@@ -319,6 +329,8 @@ class ReportDocument:
     report_id: Optional[str] = None
     organization: Optional[str] = None
     schema: str = "botreports/1"
+    #: The template's look (intro_markdown, css, layout, logo), when a template made the report.
+    presentation: Mapping[str, Any] = attrs.field(factory=dict)
 
     def blocks(self, kind: Optional[str] = None):
         """Every block of every section, optionally only of one kind."""

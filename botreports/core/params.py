@@ -111,6 +111,8 @@ def validate(data: Any, *, report_types, sections, exporters, settings,
         report_type = report_types[request.type]
     if request.format not in exporters:
         problems.append(("format", f"unknown format {request.format!r}; valid: {', '.join(sorted(exporters))}"))
+    else:
+        _exporter_options(request, exporters, problems)
 
     try:
         zone(request.timezone)
@@ -146,6 +148,22 @@ def validate(data: Any, *, report_types, sections, exporters, settings,
         sections=tuple(section_requests), bot_ids=bot_ids, channel=request.channel,
         include_charts=request.include_charts, template_id=request.template_id,
         options=request.options)
+
+
+def _exporter_options(request: GenerateRequest, exporters, problems: list) -> None:
+    """Check ``options`` against what the chosen format declares.
+
+    An option another format declares is ignored rather than refused, so a
+    template or schedule may switch formats and keep its options.
+    """
+    declared = getattr(exporters[request.format], "options", None) or {}
+    known_elsewhere = {name for exporter in exporters.values() for name in (getattr(exporter, "options", None) or {})}
+    for key, value in request.options.items():
+        if key in declared:
+            check_option(problems, f"options.{key}", declared[key], value)
+        elif key not in known_elsewhere:
+            accepted = ", ".join(sorted(declared)) or "none"
+            problems.append((f"options.{key}", f"unknown option for format {request.format}; accepted: {accepted}"))
 
 
 def _period(request: GenerateRequest, problems: list, settings, now: dt.datetime) -> Optional[Period]:

@@ -66,11 +66,12 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
             blocks = [block for block in blocks if block.kind != "chart"]
         results.append(SectionResult(requested.name, section.title, blocks, section.description))
     progress(COLLECT_END, "collected")
+    presentation = reports.presentation_of(spec.template_id) if reports is not None and spec.template_id else {}
     return ReportDocument(
         title=spec.title, type=spec.type, period=spec.period,
         generated_at=now or dt.datetime.now(dt.timezone.utc),
         parameters=spec.parameters(), sections=results, report_id=report_id,
-        organization=principal.org_id)
+        organization=principal.org_id, presentation=presentation)
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ import attrs
 from . import params, security
 from .analytics_schema import validate_event
 from .errors import (BotReportsError, Conflict, NotFound, PermissionDenied, PluginError,
-                     ReportFailed, Unauthorized, ValidationError)
+                     RateLimited, ReportFailed, Unauthorized, ValidationError)
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
@@ -33,6 +33,8 @@ log = logging.getLogger("botreports")
 
 #: The module holding ``DEFAULT_PLUGINS``; named, not imported, so the core imports no plugin.
 DEFAULT_PLUGINS_MODULE = "botreports.plugins"
+#: The checks of a template's look (CSS, Jinja, logo); loaded by name when a template is created.
+PRESENTATION_CHECKS = "botreports.plugins.templates.validation"
 SYSTEM = Principal(id="system", org_id=None, roles={"admin"}, name="local system", via="cli")
 LIST_SORTS = ("created_at", "name", "type")
 MAX_LIMIT = 100
@@ -213,15 +215,29 @@ class Reports:
     def generate(self, principal: Principal, body: Any, *, schedule_id: Optional[str] = None) -> Report:
         """Validate, store a ``pending`` report and enqueue it; returns the stored report."""
         self.authorize(principal, "report.generate")
+        body, template = self.apply_template(principal, body)
         spec = self.validate(body)
+        if schedule_id is None and not principal.is_system:
+            self._check_unfinished_cap(principal.org_id)
         report = Report(
             id=security.new_id("rpt"), org_id=principal.org_id or "system", owner_id=principal.id,
             type=spec.type, format=spec.format, title=spec.title, parameters=spec.parameters(),
-            created_at=now(), template_id=spec.template_id, schedule_id=schedule_id)
+            created_at=now(), template_id=spec.template_id, schedule_id=schedule_id,
+            template_version=template.version if template is not None else None)
         self.store.insert_report(report)
         self.audit(principal, "report.generate", report)
         self.queue.enqueue(report.id)
         return self.store.get_report(report.id)
+
+    def _check_unfinished_cap(self, org_id: str) -> None:
+        """``RateLimited`` when the organisation already has ``max_unfinished`` reports in flight."""
+        cap = self.settings.max_unfinished
+        if cap <= 0:
+            return
+        unfinished = sum(self.store.list_reports(org_id, state=state, limit=1)[1] for state in ("pending", "running"))
+        if unfinished >= cap:
+            raise RateLimited(f"organisation {org_id} already has {unfinished} unfinished reports (limit {cap}); "
+                              "retry when some have completed", retry_after=10)
 
     def run_report(self, report_id: str, worker: str = "worker", lease_seconds: float = 600) -> Optional[Report]:
         """Claim a pending report, build and store its artifact, mark it completed or failed."""
@@ -267,6 +283,7 @@ class Reports:
     def render(self, principal: Principal, body: Any, out: Path) -> Path:
         """Generate one report synchronously straight into ``out`` (the CLI's ``generate``)."""
         self.authorize(principal, "report.generate")
+        body, _template = self.apply_template(principal, body)
         spec = self.validate(body)
         document = build_document(spec, sections=self.sections, report_types=self.report_types,
                                   source=self.source, principal=principal, reports=self,
@@ -274,6 +291,34 @@ class Reports:
         write_artifact(document, self.exporters[spec.format], Path(out), spec.options)
         self.audit(principal, "report.generate", None, resource_id=str(out), details={"type": spec.type})
         return Path(out)
+
+    def apply_template(self, principal: Principal, body: Any) -> Tuple[Any, Optional[Template]]:
+        """Merge a request with the template it names: the request's own values win.
+
+        Explicit dates in the request replace the template's relative period.
+        An unknown or foreign ``template_id`` is a 400 naming that field.
+        """
+        if not isinstance(body, dict) or body.get("template_id") is None:
+            return body, None
+        template_id = body["template_id"]
+        try:
+            template = self.get_template(principal, template_id)
+        except (NotFound, PermissionDenied):
+            raise ValidationError.from_problems([("template_id", f"unknown template {template_id!r}")]) from None
+        merged = {"type": template.type, "format": template.format, **template.defaults}
+        if template.sections:
+            merged["sections"] = [dict(section) for section in template.sections]
+        if "start_date" in body or "end_date" in body:
+            merged.pop("period", None)
+        merged.update(body)
+        return merged, template
+
+    def presentation_of(self, template_id: Optional[str]) -> dict:
+        """The look of a template (empty for none or a template without one)."""
+        if not template_id:
+            return {}
+        template = self.builtin_templates.get(template_id) or self.store.get_template(template_id)
+        return dict(template.presentation) if template is not None else {}
 
     def _report(self, principal: Principal, report_id: str, action: str) -> Report:
         report = self.store.get_report(report_id) if isinstance(report_id, str) else None
@@ -310,7 +355,7 @@ class Reports:
         if self.data_dir.resolve() not in path.parents or not path.is_file():
             raise Conflict(f"the file of report {report.id} is no longer available")
         return DownloadFile(path=path, media_type=report.media_type, filename=report.filename,
-                            size=report.artifact_size, sha256=report.artifact_sha256)
+                            size=report.artifact_size, sha256=report.artifact_sha256, title=report.title)
 
     def delete(self, principal: Principal, report_id: str) -> None:
         report = self._report(principal, report_id, "report.delete")
@@ -459,6 +504,32 @@ class Reports:
                          resource_id=key.id, details={"role": role})
         return plain, key
 
+    # -- signed download links and the HTTP app ---------------------------
+
+    def download_link(self, principal: Principal, report_id: str, ttl: Optional[int] = None) -> Tuple[int, str]:
+        """``(expires, signature)`` of a link that downloads a completed report without credentials."""
+        report = self._report(principal, report_id, "report.download")
+        self.artifact_of(report)  # a link to a file that does not exist yet would only disappoint
+        self.audit(principal, "report.link", report)
+        return security.signed_query(self.secret, download_resource(report.id), ttl or self.settings.link_ttl)
+
+    def download_signed(self, report_id: str, expires, signature: str) -> "DownloadFile":
+        """The artifact behind a signed link; the signature names the report, so no principal is needed."""
+        if not security.check_signature(self.secret, download_resource(report_id), expires, signature):
+            raise PermissionDenied("the download link is not valid or has expired")
+        report = self.store.get_report(report_id)
+        if report is None:
+            raise NotFound(f"report {report_id} not found")
+        file = self.artifact_of(report)
+        self.store.audit(org_id=report.org_id, actor="signed-link", action="report.download",
+                         resource_type="report", resource_id=report.id)
+        return file
+
+    def wsgi_app(self, base_path: str = "/api/v1"):
+        """The HTTP API as a ``bottle.Bottle`` WSGI app (routes under ``{base_path}/reports``)."""
+        from ..adapters.http import build_app  # core imports no adapter at module level
+        return build_app(self, base_path=base_path)
+
     def close(self) -> None:
         self.queue.stop()
         close = getattr(self._source, "close", None)
@@ -476,6 +547,13 @@ class DownloadFile:
     filename: str
     size: int
     sha256: str
+    #: The report's title as given, for a friendlier (RFC 6266 ``filename*``) name.
+    title: str = ""
+
+
+def download_resource(report_id: str) -> str:
+    """What a download link signs: the report id and the purpose, so a link opens nothing else."""
+    return f"report:{report_id}:download"
 
 
 def _kind_of(resource: Any) -> str:
@@ -553,6 +631,8 @@ def list_query(filters: Mapping[str, Any], report_types: Mapping) -> dict:
 
 CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
 EMAIL = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+#: What a template may preset; a request's own values override these.
+TEMPLATE_DEFAULTS = ("period", "timezone", "bot_id", "channel", "include_charts", "title", "options")
 SCHEDULE_KEYS = ("name", "cron", "timezone", "period", "recipients", "enabled", "format")
 
 
@@ -604,11 +684,13 @@ def validate_schedule(body: Any, reports: Reports) -> dict:
 
 
 def validate_template(body: Any, reports: Reports) -> dict:
-    """Check a template body: a name, and a report definition valid as a generation request."""
+    """Check a template body: a name, a report definition valid as a generation request,
+    defaults limited to report parameters, and an optional look that passes the template checks."""
     if not isinstance(body, dict):
         raise ValidationError.from_problems([("body", "must be a JSON object")])
     problems = []
-    allowed = {"name", "description", "type", "sections", "defaults", "format"}
+    allowed = {"name", "description", "type", "sections", "defaults", "format", "presentation",
+               "intro_markdown", "css", "layout", "logo"}
     for key in body:
         if key not in allowed:
             problems.append((key, f"unknown field; accepted: {', '.join(sorted(allowed))}"))
@@ -622,17 +704,31 @@ def validate_template(body: Any, reports: Reports) -> dict:
     if not isinstance(defaults, dict):
         problems.append(("defaults", "must be an object"))
         defaults = {}
+    for key in defaults:
+        if key not in TEMPLATE_DEFAULTS:
+            problems.append((f"defaults.{key}", f"unknown default; accepted: {', '.join(TEMPLATE_DEFAULTS)}"))
+    defaults = {k: v for k, v in defaults.items() if k in TEMPLATE_DEFAULTS}
     probe = {"type": body.get("type", "custom"), "format": body.get("format", "pdf"),
-             "period": "last_7_days", **{k: v for k, v in defaults.items() if k not in ("start_date", "end_date")}}
+             "period": "last_7_days", **defaults}
     if "sections" in body:
         probe["sections"] = body["sections"]
     try:
         spec = reports.validate(probe)
     except ValidationError as exc:
-        problems += [(d["field"], d["problem"]) for d in exc.details]
+        problems += [(d["field"] if d["field"] in ("type", "format") or d["field"].startswith("sections")
+                      else f"defaults.{d['field']}", d["problem"]) for d in exc.details]
         spec = None
+    # The look may come flat (as the seed's flat JSON bodies do) or under "presentation".
+    look = dict(body.get("presentation") or {}) if isinstance(body.get("presentation", {}), dict) else None
+    if look is None:
+        problems.append(("presentation", "must be an object"))
+        look = {}
+    look.update({k: body[k] for k in ("intro_markdown", "css", "layout", "logo") if k in body})
+    checks = importlib.import_module(PRESENTATION_CHECKS)
+    presentation, look_problems = checks.check_presentation(look)
+    problems += look_problems
     if problems:
         raise ValidationError.from_problems(problems)
     return {"name": name.strip(), "description": description, "type": spec.type,
             "sections": [{"type": s.name, **s.options} for s in spec.sections] if "sections" in body else [],
-            "defaults": defaults, "format": spec.format}
+            "defaults": defaults, "format": spec.format, "presentation": presentation}

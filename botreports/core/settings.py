@@ -35,6 +35,59 @@ class Settings:
     secret: Optional[str] = None
     #: ``BOTREPORTS_MAX_SECTIONS``: most sections a custom report may ask for.
     max_sections: int = 30
+    #: ``BOTREPORTS_JWT_SECRET``: HS256 key of botserver's bearer tokens; unset disables bearer tokens.
+    jwt_secret: Optional[str] = None
+    #: ``BOTREPORTS_JWT_ISSUER`` and ``BOTREPORTS_JWT_AUDIENCE``: the ``iss`` and ``aud`` a token must carry.
+    jwt_issuer: str = "general-bots"
+    jwt_audience: str = "general-bots-api"
+    #: ``BOTREPORTS_JWT_ROLE_MAP``: ``Admin=admin,reports.read=report_viewer,...``; empty keeps the default map.
+    jwt_role_map: str = ""
+    #: ``BOTREPORTS_RATE_LIMIT``: requests per minute per API key or token subject; 0 turns it off.
+    rate_limit: int = 600
+    #: ``BOTREPORTS_MAX_UNFINISHED``: pending or running reports an organisation may have at once; 0 = no cap.
+    max_unfinished: int = 20
+    #: ``BOTREPORTS_MAX_BODY_BYTES`` (JSON bodies) and ``BOTREPORTS_MAX_EVENTS_BYTES`` (NDJSON ingest).
+    max_body_bytes: int = 1_048_576
+    max_events_bytes: int = 64 * 1_048_576
+    #: ``BOTREPORTS_LINK_TTL``: seconds a signed download link stays valid.
+    link_ttl: int = 3600
+    #: ``BOTREPORTS_PUBLIC_URL``: base URL for links (e.g. ``https://bots.example.com``); default: the request's.
+    public_url: Optional[str] = None
+    # -- jobs, schedules and delivery --
+    #: ``BOTREPORTS_LEASE_SECONDS``: a worker's claim on a report; renewed while it works.
+    lease_seconds: float = 60
+    #: ``BOTREPORTS_REPORT_TIMEOUT``: seconds one report may run before it fails as timed out.
+    report_timeout: float = 600
+    #: ``BOTREPORTS_MAX_ATTEMPTS``: runs of a report (first one included) for transient errors and lost workers.
+    max_attempts: int = 3
+    #: ``BOTREPORTS_RETRY_BACKOFF``: seconds before the first retry; doubled for each later one.
+    retry_backoff: float = 5
+    #: ``BOTREPORTS_SCHEDULE_MIN_INTERVAL``: minutes a schedule must leave between two runs.
+    schedule_min_interval: int = 5
+    #: ``BOTREPORTS_SCHEDULE_MAX_RECIPIENTS``: most recipients (addresses and webhooks) of a schedule.
+    schedule_max_recipients: int = 20
+    #: ``BOTREPORTS_SCHEDULE_GRACE``: minutes after its time a missed run still fires (after downtime).
+    schedule_grace: int = 60
+    #: ``BOTREPORTS_RETENTION_BATCH``: reports the retention sweep expires per batch.
+    retention_batch: int = 200
+    #: ``BOTREPORTS_SMTP_HOST``/``_PORT``/``_USER``/``_PASSWORD``/``_FROM``: the mail server and sender.
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: Optional[str] = None
+    smtp_password: Optional[str] = None
+    smtp_from: str = "botreports@localhost"
+    #: ``BOTREPORTS_SMTP_SECURITY``: ``none``, ``starttls`` or ``ssl``.
+    smtp_security: str = "none"
+    #: ``BOTREPORTS_SMTP_TIMEOUT``: seconds to wait for the mail server.
+    smtp_timeout: float = 30
+    #: ``BOTREPORTS_MAX_ATTACHMENT_BYTES``: larger files are mailed as a signed link.
+    max_attachment_bytes: int = 10 * 1_048_576
+    #: ``BOTREPORTS_DELIVERY_LINK_TTL``: seconds a link sent by mail or webhook stays valid.
+    delivery_link_ttl: int = 7 * 86400
+    #: ``BOTREPORTS_DELIVERY_ATTEMPTS``: tries per recipient before a delivery is given up.
+    delivery_attempts: int = 3
+    #: ``BOTREPORTS_WEBHOOK_ALLOW_PRIVATE``: let webhooks reach private, loopback and link-local addresses.
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -47,6 +100,35 @@ class Settings:
             "data_retention_days": _env("DATA_RETENTION_DAYS", 365, int),
             "secret": _env("SECRET", None),
             "max_sections": _env("MAX_SECTIONS", 30, int),
+            "jwt_secret": _env("JWT_SECRET", None),
+            "jwt_issuer": _env("JWT_ISSUER", "general-bots"),
+            "jwt_audience": _env("JWT_AUDIENCE", "general-bots-api"),
+            "jwt_role_map": _env("JWT_ROLE_MAP", ""),
+            "rate_limit": _env("RATE_LIMIT", 600, int),
+            "max_unfinished": _env("MAX_UNFINISHED", 20, int),
+            "max_body_bytes": _env("MAX_BODY_BYTES", 1_048_576, int),
+            "max_events_bytes": _env("MAX_EVENTS_BYTES", 64 * 1_048_576, int),
+            "link_ttl": _env("LINK_TTL", 3600, int),
+            "public_url": _env("PUBLIC_URL", None),
+            "lease_seconds": _env("LEASE_SECONDS", 60, float),
+            "report_timeout": _env("REPORT_TIMEOUT", 600, float),
+            "max_attempts": _env("MAX_ATTEMPTS", 3, int),
+            "retry_backoff": _env("RETRY_BACKOFF", 5, float),
+            "schedule_min_interval": _env("SCHEDULE_MIN_INTERVAL", 5, int),
+            "schedule_max_recipients": _env("SCHEDULE_MAX_RECIPIENTS", 20, int),
+            "schedule_grace": _env("SCHEDULE_GRACE", 60, int),
+            "retention_batch": _env("RETENTION_BATCH", 200, int),
+            "smtp_host": _env("SMTP_HOST", "localhost"),
+            "smtp_port": _env("SMTP_PORT", 25, int),
+            "smtp_user": _env("SMTP_USER", None),
+            "smtp_password": _env("SMTP_PASSWORD", None),
+            "smtp_from": _env("SMTP_FROM", "botreports@localhost"),
+            "smtp_security": _env("SMTP_SECURITY", "none"),
+            "smtp_timeout": _env("SMTP_TIMEOUT", 30, float),
+            "max_attachment_bytes": _env("MAX_ATTACHMENT_BYTES", 10 * 1_048_576, int),
+            "delivery_link_ttl": _env("DELIVERY_LINK_TTL", 7 * 86400, int),
+            "delivery_attempts": _env("DELIVERY_ATTEMPTS", 3, int),
+            "webhook_allow_private": _env("WEBHOOK_ALLOW_PRIVATE", False, bool),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

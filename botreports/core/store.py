@@ -129,8 +129,19 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["deliveries"].create_index(["report_id", "recipient"])
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Schedules remember how to rebuild their owner and what to send; reports remember their worker."""
+    schedules = db["schedules"]
+    for column, kind in (("owner_roles", str), ("owner_via", str), ("subject", str), ("message", str),
+                         ("webhooks", str)):
+        schedules.add_column(column, kind)
+    db["reports"].add_column("worker", str)
+    db["reports"].add_column("retry_at", str)
+    db["deliveries"].create_index(["report_id", "channel", "recipient", "state"])
+
+
 #: Each migration brings the schema from version i to i+1; never edit a released one.
-MIGRATIONS = (_migration_1,)
+MIGRATIONS = (_migration_1, _migration_2)
 
 REPORT_SORTS = {"created_at": "created_at", "name": "title", "type": "type"}
 
@@ -285,6 +296,26 @@ class Store:
         return list(self.db["reports"].rows_where(
             "state = 'running' AND lease_expires_at < ?", [to_db(at)]))
 
+    def finish_report(self, report_id: str, worker: str, **fields) -> bool:
+        """Update a running report only while ``worker`` still holds its lease (False otherwise)."""
+        return self._update("reports", report_id, "AND state = 'running' AND lease_owner = ?", (worker,),
+                            **fields) == 1
+
+    def release_expired_lease(self, report_id: str, at: dt.datetime, **fields) -> bool:
+        """Update a running report whose lease expired before ``at`` (one reconciler wins)."""
+        return self._update("reports", report_id, "AND state = 'running' AND lease_expires_at < ?",
+                            (to_db(at),), **fields) == 1
+
+    def reports_to_expire(self, at: dt.datetime, limit: int) -> List[dict]:
+        """Finished reports whose ``expires_at`` is before ``at``, oldest first."""
+        return list(self.db.query(
+            "SELECT id, artifact_path FROM reports WHERE state IN ('completed', 'failed')"
+            " AND expires_at < ? ORDER BY expires_at LIMIT ?", [to_db(at), int(limit)]))
+
+    def mark_expired(self, report_id: str) -> bool:
+        return self._update("reports", report_id, "AND state IN ('completed', 'failed')", (),
+                            state="expired", stage="expired", artifact_path=None) == 1
+
     # -- schedules, runs and deliveries ----------------------------------
 
     def insert_schedule(self, schedule: Schedule) -> None:
@@ -333,6 +364,35 @@ class Store:
 
     def deliveries_of(self, report_id: str) -> List[dict]:
         return list(self.db.query("SELECT * FROM deliveries WHERE report_id = ? ORDER BY id", [report_id]))
+
+    def due_schedules(self, at: dt.datetime, limit: int = 500) -> List[Schedule]:
+        """Enabled schedules whose next run is at or before ``at``."""
+        rows = self.db.query(
+            "SELECT * FROM schedules WHERE enabled = 1 AND next_run_at IS NOT NULL AND next_run_at <= ?"
+            " ORDER BY next_run_at LIMIT ?", [to_db(at), int(limit)])
+        return [_record(Schedule, row) for row in rows]
+
+    def advance_schedule(self, schedule_id: str, seen: Optional[dt.datetime],
+                         next_run_at: Optional[dt.datetime]) -> bool:
+        """Move ``next_run_at`` on from ``seen`` (compare-and-set: one scheduler moves it)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE schedules SET next_run_at = ? WHERE id = ? AND next_run_at IS ?",
+                [to_db(next_run_at), schedule_id, to_db(seen)])
+            return cursor.rowcount == 1
+
+    def update_run(self, schedule_id: str, fire_time: dt.datetime, **fields) -> None:
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE schedule_runs SET {sets} WHERE schedule_id = ? AND fire_time = ?",
+                       [to_db(v) for v in fields.values()] + [schedule_id, to_db(fire_time)])
+
+    def delivery_attempts(self, report_id: str, channel: str, recipient: str) -> Tuple[bool, int]:
+        """Whether ``recipient`` already got the report through ``channel``, and how many tries were made."""
+        sent, tries = self.db.execute(
+            "SELECT coalesce(max(state = 'sent'), 0), count(*) FROM deliveries"
+            " WHERE report_id = ? AND channel = ? AND recipient = ?", [report_id, channel, recipient]).fetchone()
+        return bool(sent), tries
 
     # -- templates ------------------------------------------------------
 

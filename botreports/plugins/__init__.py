@@ -8,4 +8,5 @@ DEFAULT_PLUGINS = (
     "botreports.plugins.types.builtin_types",
     "botreports.plugins.exporters.json_exporter",
     "botreports.plugins.auth.api_keys",
+    "botreports.plugins.auth.bearer_tokens",
 )

@@ -1,0 +1,73 @@
+"""Sending a scheduled report to its recipients through the delivery channels.
+
+Each attempt is recorded per recipient in the ``deliveries`` table; a retry
+only sends to recipients that have not been sent the report yet, so nobody
+receives it twice.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Tuple
+
+from . import security
+
+log = logging.getLogger("botreports.delivery")
+
+
+def targets_of(schedule) -> List[Tuple[str, str]]:
+    """``(channel, recipient)`` pairs of a schedule: its addresses by mail, its URLs by webhook."""
+    return ([("email", address) for address in schedule.recipients or []]
+            + [("webhook", url) for url in schedule.webhooks or []])
+
+
+def signed_download_url(reports, report_id: str, ttl: Optional[int] = None) -> Tuple[str, int]:
+    """``(url, expires)``: a link that downloads the report without credentials until ``expires``."""
+    from .service import download_resource  # the facade module owns the signed resource name
+    ttl = ttl or reports.settings.delivery_link_ttl
+    expires, signature = security.signed_query(reports.secret, download_resource(report_id), ttl)
+    base = (reports.settings.public_url or "http://localhost:8080").rstrip("/")
+    return f"{base}/api/v1/reports/{report_id}/download?expires={expires}&signature={signature}", expires
+
+
+def deliver_report(reports, report_id: str) -> Dict[str, int]:
+    """Send a completed scheduled report to every recipient not yet served; retry failures later."""
+    store, settings = reports.store, reports.settings
+    report = store.get_report(report_id)
+    if report is None or report.state != "completed" or not report.schedule_id:
+        return {"sent": 0, "failed": 0}
+    schedule = store.get_schedule(report.schedule_id)
+    if schedule is None:
+        return {"sent": 0, "failed": 0}
+    artifact = reports.artifact_of(report)
+    by_channel: Dict[str, List[Tuple[str, int]]] = {}
+    for channel, recipient in targets_of(schedule):
+        sent, tries = store.delivery_attempts(report_id, channel, recipient)
+        if not sent and tries < settings.delivery_attempts:
+            by_channel.setdefault(channel, []).append((recipient, tries + 1))
+    counts = {"sent": 0, "failed": 0}
+    retry = False
+    for name, items in by_channel.items():
+        channel = reports.delivery_channels.get(name)
+        recipients = [recipient for recipient, _ in items]
+        if channel is None:
+            outcome = {r: f"no delivery channel named {name!r} is installed" for r in recipients}
+        else:
+            try:
+                outcome = channel.deliver(report, artifact.path, recipients, reports) or {}
+            except Exception as exc:  # a broken channel fails its recipients, not the others
+                log.exception("delivery channel %s failed", name)
+                outcome = {r: f"{type(exc).__name__}: {exc}" for r in recipients}
+        for recipient, attempt in items:
+            problem = outcome.get(recipient)
+            state = "sent" if problem is None else "failed"
+            store.record_delivery(report_id, schedule.id, name, recipient, state, attempt, problem or "")
+            counts[state] += 1
+            if problem is not None:
+                log.warning("delivery of %s to %s by %s failed (attempt %d): %s",
+                            report_id, recipient, name, attempt, problem)
+                retry = retry or (channel is not None and attempt < settings.delivery_attempts)
+    if retry:
+        from .jobs import backoff
+        attempt = max(a for items in by_channel.values() for _, a in items)
+        reports.queue.enqueue_delivery(report_id, delay=backoff(settings, attempt))
+    return counts

@@ -1,0 +1,31 @@
+"""Markdown to HTML that is safe to embed: rendered with Python-Markdown, then
+sanitized with nh3 (no scripts, no event handlers, only http(s) and mailto links)."""
+from __future__ import annotations
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "b", "i", "u", "s", "del",
+    "code", "pre", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "sup", "sub", "span", "small", "mark", "abbr",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+
+def sanitize_html(html: str, extra_tags=(), extra_attributes=None) -> str:
+    """Keep only harmless tags and attributes; drop scripts and ``javascript:`` links."""
+    import nh3
+
+    attributes = {tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()}
+    for tag, names in (extra_attributes or {}).items():
+        attributes.setdefault(tag, set()).update(names)
+    return nh3.clean(html, tags=ALLOWED_TAGS | set(extra_tags), attributes=attributes,
+                     url_schemes=URL_SCHEMES, link_rel="noopener noreferrer nofollow",
+                     clean_content_tags={"script", "style"})
+
+
+def render_markdown(text: str) -> str:
+    """Markdown -> sanitized HTML."""
+    import markdown
+
+    return sanitize_html(markdown.markdown(text or "", extensions=["tables", "sane_lists"],
+                                           output_format="html"))
