@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BOTREPORTS := $(VENV)/bin/botreports
 DATA_DIR ?= ./data
+PORT ?= 8080
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
@@ -20,16 +21,16 @@ $(STAMP): $(PY) setup.py
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,postgres,redis]'
 	@touch $(STAMP)
 
+# Demo data if missing, an admin API key and curl examples, then the API in the foreground.
 demo: install
-	@test -f $(DATA_DIR)/analytics.db || $(BOTREPORTS) demo-data --data-dir $(DATA_DIR) --days 30 --bots 20 --messages 300000 --seed 1
-	$(BOTREPORTS) generate --data-dir $(DATA_DIR) --type usage --period last_30_days --format json --out $(DATA_DIR)/demo-usage.json
-	@echo "Usage report over the demo data: $(DATA_DIR)/demo-usage.json"
+	@./scripts/demo-serve $(BOTREPORTS) $(DATA_DIR) $(PORT)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(PY) bench/bench_demo_data.py
+	$(PY) bench/bench_http.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

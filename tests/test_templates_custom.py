@@ -96,7 +96,7 @@ ATTACKS = [
     ("{{ 'x' * 10**9 }}", "limited"),
     ("{{ 'x' * 1000000000 }}", "* may build at most"),
     ("{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}", "output above"),
-    ("{% for a in range(10**5) %}{% for b in range(10**5) %}{% endfor %}{% endfor %}", "CPU time"),
+    ("{% for a in range(10**5) %}{% for b in range(10**5) %}{% endfor %}{% endfor %}", "CPU time|longer than"),
 ]
 
 
@@ -105,8 +105,8 @@ def test_hostile_layout_fails_with_a_clear_reason(source, reason):
     started = time.monotonic()
     with pytest.raises(LayoutError) as caught:
         render_layout(source, {"title": "t"})
-    assert reason in str(caught.value)
-    assert time.monotonic() - started < 12
+    assert any(words in str(caught.value) for words in reason.split("|"))
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize("source", [

@@ -13,7 +13,7 @@ def problems_of(reports, principal, body):
 
 
 @pytest.mark.parametrize("change,field,words", [
-    ({"type": "usgae"}, "type", "unknown report type 'usgae'; valid: custom, usage"),
+    ({"type": "usgae"}, "type", "unknown report type 'usgae'; valid: compliance, conversations, custom, performance, usage"),
     ({"type": None}, "type", "is required"),
     ({"format": "docx"}, "format", "unknown format 'docx'"),
     ({"start_date": "2025-13-01"}, "start_date", "is not a date"),

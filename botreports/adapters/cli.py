@@ -29,6 +29,16 @@ def _positive(name):
     return parse
 
 
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port must be an integer, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("--port must be between 0 and 65535")
+    return value
+
+
 def _date(text):
     try:
         return dt.date.fromisoformat(text)
@@ -125,6 +135,68 @@ def cmd_plugins(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import logging
+    import signal
+
+    from waitress.server import create_server
+
+    from .queue import make_queue
+    if args.threads < 1:
+        raise ValidationError.from_problems([("--threads", "must be at least 1")])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
+    rk = _reports(args, queue=queue)
+    try:
+        if args.workers > 0:
+            queue.start()
+        # waitress buffers a whole body before the app sees it: cap it near our own limits.
+        largest_body = max(rk.settings.max_body_bytes, rk.settings.max_events_bytes) + 65536
+        server = create_server(rk.wsgi_app(), host=args.host, port=args.port, threads=args.threads,
+                               ident="botreports", max_request_body_size=largest_body)
+        # SIGTERM (docker stop, systemd) ends the server like Ctrl-C: the queue is stopped cleanly.
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        print(f"botreports: serving http://{args.host}:{server.effective_port}/api/v1/reports "
+              f"(OpenAPI at /openapi.json; queue {getattr(queue, 'name', queue)}, {args.workers} worker(s)); "
+              "Ctrl-C stops", file=sys.stderr, flush=True)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            print("botreports: stopping", file=sys.stderr)
+        finally:
+            server.close()
+    finally:
+        rk.close()
+    return 0
+
+
+def cmd_worker(args) -> int:
+    import logging
+    import signal
+    import threading
+
+    from .queue import make_queue
+    if args.workers < 1:
+        raise ValidationError.from_problems([("--workers", "must be at least 1")])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
+    if getattr(queue, "name", "") == "immediate":
+        raise ValidationError.from_problems([("--queue", "a worker needs a real queue: sqlite or redis://...")])
+    rk = _reports(args, queue=queue)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    try:
+        queue.start()
+        print(f"botreports: worker on {queue.name} with {args.workers} thread(s); Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        stopping.wait()
+        print("botreports: stopping; running reports finish first", file=sys.stderr, flush=True)
+    finally:
+        rk.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botreports", description="Analytics reports about chat bots.")
     parser.add_argument("--version", action="version", version=_version())
@@ -182,6 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Loaded plugins, report types, sections, exporters and where each came from.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("serve", parents=[common], help="run the HTTP API with its worker",
+                       description="Serve the Reports API with waitress, and run report workers in-process.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--queue", help="sqlite (default, <data-dir>/queue.db), redis://host:6379/0 or immediate")
+    p.add_argument("--workers", type=_positive("--workers"), default=2,
+                   help="report worker threads in this process (default 2; 0 = use `botreports worker`)")
+    p.add_argument("--threads", type=_positive("--threads"), default=8, help="HTTP threads (default 8)")
+    p.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", parents=[common], help="run report workers only (no HTTP)",
+                       description="Run queued reports, scheduled runs, the reconciler and the retention sweep.")
+    p.add_argument("--queue", help="sqlite (default, <data-dir>/queue.db) or redis://host:6379/0")
+    p.add_argument("--workers", type=_positive("--workers"), default=2, help="worker threads (default 2)")
+    p.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -39,11 +39,17 @@ def is_transient(exc: BaseException) -> bool:
 
     A plugin can mark its own exception with ``transient = True``.
     """
-    if getattr(exc, "transient", False):
-        return True
-    if isinstance(exc, (ConnectionError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    return any(cls.__name__ in TRANSIENT_NAMES for cls in type(exc).__mro__)
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # the pipeline wraps a section's error: look inside
+        seen.add(id(exc))
+        if getattr(exc, "transient", False):
+            return True
+        if isinstance(exc, (ConnectionError, TimeoutError, sqlite3.OperationalError)):
+            return True
+        if any(cls.__name__ in TRANSIENT_NAMES for cls in type(exc).__mro__):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def backoff(settings, attempt: int) -> float:

@@ -69,6 +69,9 @@ class Section:
     collect: Callable[["SectionContext"], list]
     description: str = ""
     options: Mapping[str, Option] = attrs.field(factory=dict)
+    #: Optional ``validate(options) -> [(option, problem)]`` for rules beyond each option's type
+    #: (options that depend on each other); called at request time with defaults filled in.
+    validate: Optional[Callable[[Mapping], list]] = None
 
 
 @attrs.frozen

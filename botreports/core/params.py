@@ -235,5 +235,9 @@ def _sections(request: GenerateRequest, report_type, sections, settings, problem
                 problems.append((f"{field}.{key}", f"unknown option for {name}; accepted: {accepted}"))
                 continue
             options[key] = check_option(problems, f"{field}.{key}", section.options[key], value)
+        if getattr(section, "validate", None) is not None:
+            defaults = {key: option.default for key, option in section.options.items()}
+            for key, problem in section.validate({**defaults, **options}):
+                problems.append((f"{field}.{key}", problem))
         result.append(SectionRequest(name, options))
     return result

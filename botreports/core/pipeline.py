@@ -64,7 +64,9 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
             raise ReportFailed(f"section {requested.name!r} failed: {exc}") from exc
         if not spec.include_charts:
             blocks = [block for block in blocks if block.kind != "chart"]
-        results.append(SectionResult(requested.name, section.title, blocks, section.description))
+        # A section that accepts a "title" option (custom_metric) is shown under the asked title.
+        title = ctx.options.get("title") if "title" in section.options else None
+        results.append(SectionResult(requested.name, title or section.title, blocks, section.description))
     progress(COLLECT_END, "collected")
     presentation = reports.presentation_of(spec.template_id) if reports is not None and spec.template_id else {}
     return ReportDocument(

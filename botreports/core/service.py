@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
@@ -25,6 +26,7 @@ from .errors import (BotReportsError, Conflict, NotFound, PermissionDenied, Plug
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
+from . import jobs, schedules
 from .scheduling import RELATIVE_PERIODS, zone
 from .settings import Settings
 from .store import Store, now
@@ -44,12 +46,20 @@ class ImmediateQueue:
     """Runs each report in the calling thread as soon as it is enqueued (tests, sync embedding)."""
 
     name = "immediate"
+    synchronous = True
 
     def bind(self, reports: "Reports") -> None:
         self.reports = reports
 
-    def enqueue(self, report_id: str) -> None:
-        self.reports.run_report(report_id, worker=f"inline-{os.getpid()}")
+    def enqueue(self, report_id: str, delay: float = 0) -> None:
+        if delay:  # a retry's backoff: this mode is synchronous, so wait here
+            time.sleep(delay)
+        self.reports.run_report(report_id, worker=f"inline-{os.getpid()}-{threading.get_ident()}")
+
+    def enqueue_delivery(self, report_id: str, delay: float = 0) -> None:
+        if delay:
+            time.sleep(delay)
+        self.reports.deliver(report_id)
 
     def start(self) -> None:
         return None
@@ -226,8 +236,11 @@ class Reports:
             template_version=template.version if template is not None else None)
         self.store.insert_report(report)
         self.audit(principal, "report.generate", report)
+        accepted = self.store.get_report(report.id)
         self.queue.enqueue(report.id)
-        return self.store.get_report(report.id)
+        # A synchronous queue has finished the report by now; a real one answers as accepted (pending),
+        # whatever a fast worker has done meanwhile.
+        return self.store.get_report(report.id) if getattr(self.queue, "synchronous", False) else accepted
 
     def _check_unfinished_cap(self, org_id: str) -> None:
         """``RateLimited`` when the organisation already has ``max_unfinished`` reports in flight."""
@@ -239,46 +252,32 @@ class Reports:
             raise RateLimited(f"organisation {org_id} already has {unfinished} unfinished reports (limit {cap}); "
                               "retry when some have completed", retry_after=10)
 
-    def run_report(self, report_id: str, worker: str = "worker", lease_seconds: float = 600) -> Optional[Report]:
-        """Claim a pending report, build and store its artifact, mark it completed or failed."""
-        if not self.store.claim_report(report_id, worker, lease_seconds):
-            return None
-        report = self.store.get_report(report_id)
-        principal = Principal(id=report.owner_id, org_id=None if report.org_id == "system" else report.org_id,
-                              roles={"admin"}, via="worker")
+    def run_report(self, report_id: str, worker: str = "worker",
+                   lease_seconds: Optional[float] = None) -> Optional[Report]:
+        """Claim a pending report, build and store its artifact, mark it completed or failed.
 
-        def progress(percent, stage):
-            self.store.set_progress(report_id, percent, stage)
+        The claim is a conditional update with a lease renewed while the report
+        runs; transient errors are retried with backoff (``max_attempts``); a
+        report running past ``report_timeout`` fails. None if it was not pending.
+        """
+        return jobs.run_report(self, report_id, worker, lease_seconds)
 
-        try:
-            spec = self.validate(report.parameters)
-            document = build_document(
-                spec, sections=self.sections, report_types=self.report_types, source=self.source,
-                principal=principal, report_id=report.id, reports=self, settings=self.settings,
-                progress=progress)
-            exporter = self.exporters[spec.format]
-            path = self.reports_dir / f"{report.id}{exporter.extension}"
-            artifact = write_artifact(document, exporter, path, spec.options, progress)
-        except Exception as exc:  # the reason goes to the report, never a traceback to a client
-            reason = exc.message if isinstance(exc, BotReportsError) else f"{type(exc).__name__}: {exc}"
-            log.exception("report %s failed", report_id)
-            self.store.update_report(report_id, state="failed", stage="failed", error=reason,
-                                     completed_at=now(), lease_owner=None, lease_expires_at=None)
-        else:
-            finished = now()
-            self.store.update_report(
-                report_id, state="completed", progress=100, stage="completed", completed_at=finished,
-                expires_at=finished + dt.timedelta(days=self.settings.retention_days),
-                artifact_path=str(artifact.path.relative_to(self.data_dir)), artifact_size=artifact.size,
-                artifact_sha256=artifact.sha256, media_type=artifact.media_type,
-                filename=download_name(spec.title, spec.period, exporter.extension),
-                lease_owner=None, lease_expires_at=None)
-        final = self.store.get_report(report_id)
-        try:
-            self.pm.hook.report_finished(report=final, reports=self)
-        except Exception:  # a plugin's notification must not change the report's outcome
-            log.exception("report_finished hook failed for %s", report_id)
-        return final
+    def reconcile(self, at: Optional[dt.datetime] = None) -> dict:
+        """Retry or fail running reports whose worker stopped renewing its lease (start-up and periodic)."""
+        return jobs.reconcile(self, at)
+
+    def sweep_expired(self, at: Optional[dt.datetime] = None) -> int:
+        """Delete the files of reports older than ``retention_days`` and mark them expired."""
+        return jobs.sweep_expired(self, at)
+
+    def run_due_schedules(self, at: Optional[dt.datetime] = None) -> dict:
+        """One scheduler tick: enqueue every schedule due at ``at`` (default now) once."""
+        return schedules.run_due(self, at)
+
+    def deliver(self, report_id: str) -> dict:
+        """Send a completed scheduled report to the recipients that have not had it yet."""
+        from .deliveries import deliver_report
+        return deliver_report(self, report_id)
 
     def render(self, principal: Principal, body: Any, out: Path) -> Path:
         """Generate one report synchronously straight into ``out`` (the CLI's ``generate``)."""
@@ -373,8 +372,10 @@ class Reports:
         self.authorize(principal, "schedule.create")
         values = validate_schedule(body, self)
         stamp = now()
+        # The owner's roles and sign-in kind are kept to rebuild and re-check them at each run.
         schedule = Schedule(id=security.new_id("sch"), org_id=principal.org_id or "system",
-                            owner_id=principal.id, created_at=stamp, updated_at=stamp, **values)
+                            owner_id=principal.id, created_at=stamp, updated_at=stamp,
+                            owner_roles=sorted(principal.roles), owner_via=principal.via or None, **values)
         self.store.insert_schedule(schedule)
         self.audit(principal, "schedule.create", schedule)
         return self.store.get_schedule(schedule.id)
@@ -404,6 +405,16 @@ class Reports:
         self.store.update_schedule(current.id, updated_at=now(), **values)
         self.audit(principal, "schedule.update", current)
         return self.store.get_schedule(current.id)
+
+    def schedule_runs(self, schedule: Schedule, limit: int = 10) -> List[dict]:
+        """The last runs of a schedule (fire time, state, report id, detail), newest first."""
+        return self.store.runs_of(schedule.id, limit)
+
+    def schedule_info(self, principal: Principal, schedule_id: str) -> dict:
+        """A schedule as the API shows it: next run in UTC and local time, and its last runs."""
+        from .views import schedule_view
+        schedule = self._schedule(principal, schedule_id, "schedule.view")
+        return schedule_view(schedule, self.schedule_runs(schedule))
 
     def delete_schedule(self, principal: Principal, schedule_id: str) -> None:
         schedule = self._schedule(principal, schedule_id, "schedule.delete")
@@ -629,58 +640,11 @@ def list_query(filters: Mapping[str, Any], report_types: Mapping) -> dict:
     return query
 
 
-CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
-EMAIL = re.compile(r"^[^@\s<>,;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 #: What a template may preset; a request's own values override these.
 TEMPLATE_DEFAULTS = ("period", "timezone", "bot_id", "channel", "include_charts", "title", "options")
-SCHEDULE_KEYS = ("name", "cron", "timezone", "period", "recipients", "enabled", "format")
-
-
-def schedule_body(schedule: Schedule) -> dict:
-    """A stored schedule as the request body that would create it (for PUT merges)."""
-    return {"name": schedule.name, "cron": schedule.cron, "timezone": schedule.timezone,
-            "period": schedule.period, "recipients": list(schedule.recipients), "enabled": schedule.enabled,
-            "format": schedule.format, **{k: v for k, v in schedule.definition.items() if k != "format"}}
-
-
-def validate_schedule(body: Any, reports: Reports) -> dict:
-    """Check a schedule body; the report part is validated like a generation request."""
-    if not isinstance(body, dict):
-        raise ValidationError.from_problems([("body", "must be a JSON object")])
-    problems = []
-    cron = body.get("cron")
-    if not isinstance(cron, str) or len(cron.split()) != 5 or not all(CRON_FIELD.match(f) for f in cron.split()):
-        problems.append(("cron", "must be a 5-field cron expression such as '0 8 * * 1'"))
-    timezone = body.get("timezone", "UTC")
-    try:
-        zone(timezone)
-    except ValueError as exc:
-        problems.append(("timezone", str(exc)))
-        timezone = "UTC"
-    period = body.get("period", "previous_day")
-    if period not in RELATIVE_PERIODS:
-        problems.append(("period", f"must be one of {', '.join(RELATIVE_PERIODS)}"))
-    recipients = body.get("recipients", [])
-    if not isinstance(recipients, list) or not all(isinstance(r, str) and EMAIL.match(r) for r in recipients):
-        problems.append(("recipients", "must be a list of e-mail addresses"))
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        problems.append(("enabled", "must be true or false"))
-    name = body.get("name")
-    if name is not None and (not isinstance(name, str) or not 1 <= len(name) <= 200):
-        problems.append(("name", "must be 1 to 200 characters"))
-    definition = {k: v for k, v in body.items() if k not in SCHEDULE_KEYS}
-    try:
-        spec = reports.validate({**definition, "format": body.get("format", "pdf"), "period": period,
-                                 "timezone": timezone})
-    except ValidationError as exc:
-        problems += [(d["field"], d["problem"]) for d in exc.details]
-        spec = None
-    if problems:
-        raise ValidationError.from_problems(problems)
-    return {"name": name or spec.title, "definition": {**definition, "format": spec.format},
-            "format": spec.format, "cron": " ".join(cron.split()), "timezone": timezone, "period": period,
-            "recipients": recipients, "enabled": enabled}
+# Schedule bodies are checked in ``schedules``; the names stay importable from here.
+schedule_body = schedules.schedule_body
+validate_schedule = schedules.validate_schedule
 
 
 def validate_template(body: Any, reports: Reports) -> dict:

@@ -296,9 +296,9 @@ class Store:
         return list(self.db["reports"].rows_where(
             "state = 'running' AND lease_expires_at < ?", [to_db(at)]))
 
-    def finish_report(self, report_id: str, worker: str, **fields) -> bool:
-        """Update a running report only while ``worker`` still holds its lease (False otherwise)."""
-        return self._update("reports", report_id, "AND state = 'running' AND lease_owner = ?", (worker,),
+    def finish_report(self, report_id: str, holder: str, **fields) -> bool:
+        """Update a running report only while ``holder`` still holds its lease (False otherwise)."""
+        return self._update("reports", report_id, "AND state = 'running' AND lease_owner = ?", (holder,),
                             **fields) == 1
 
     def release_expired_lease(self, report_id: str, at: dt.datetime, **fields) -> bool:

@@ -5,6 +5,7 @@ from typing import Optional
 
 from .convert import unstructure
 from .models import Report, Schedule, Template
+from .schedules import describe
 
 
 def _time(value) -> Optional[str]:
@@ -70,7 +71,10 @@ def schedule_view(schedule: Schedule, runs=()) -> dict:
         "created_at": _time(schedule.created_at),
         "updated_at": _time(schedule.updated_at),
         "next_run_at": _time(schedule.next_run_at),
-        "last_runs": list(runs),
+        "subject": schedule.subject,
+        "message": schedule.message,
+        "webhooks": list(schedule.webhooks or []),
+        **describe(schedule, runs),
     }
 
 

@@ -127,6 +127,14 @@ LOWER_IS_BETTER = ("error", "cost", "latency", "abandon", "denied", "fail", "han
                    "p50", "p95", "p99", "wait", "duration", "incident")
 
 
+def kpi_parts(kpi) -> tuple:
+    """``(number, unit)`` to print a KPI with its unit set smaller: ``("1,234.57", "USD")``."""
+    unit = (kpi.unit or "").strip()
+    if unit in ("%", "ms", "s") or not _finite(kpi.value):
+        return format_kpi_value(kpi), ""
+    return format_number(kpi.value), unit
+
+
 def change_of(kpi) -> Optional[dict]:
     """The change against the previous period: text, arrow, direction and whether it is good news."""
     change = kpi.change

@@ -20,3 +20,10 @@ def kpis_with_change(current: Mapping, previous: Mapping, metrics: Sequence[Tupl
             change=relative_change(current.get(name), previous.get(name)))
         for name, label, unit in metrics
     ])
+
+
+def rate(part, whole) -> Optional[float]:
+    """``part / whole`` as a fraction rounded to 4 places, None when ``whole`` is 0."""
+    if not whole or part is None:
+        return None
+    return round(part / whole, 4)

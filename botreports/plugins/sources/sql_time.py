@@ -41,3 +41,31 @@ def day_from_number(number: int) -> dt.date:
 
 def epoch_ms(instant: dt.datetime) -> int:
     return int(instant.timestamp() * 1000)
+
+
+def local_hour_sql(column: str, period: Period) -> Tuple[str, List[int]]:
+    """``(sql, params)``: the UTC epoch ms at which the local clock hour of ``column`` began.
+
+    Distinct for the two 01:00 hours of an autumn night, and exact for zones
+    whose offset is not a whole number of hours (Asia/Kathmandu).
+    """
+    offset, params = local_offset_case(column, period)
+    return f"((({column} + {offset}) / 3600000) * 3600000 - {offset})", params + params
+
+
+def local_weekday_hour_sql(column: str, period: Period) -> Tuple[str, str, List[int]]:
+    """``(weekday_sql, hour_sql, params)``: local weekday (0 = Monday) and hour (0-23) of ``column``.
+
+    1970-01-01 was a Thursday, hence the ``+ 3``.
+    """
+    offset, params = local_offset_case(column, period)
+    weekday = f"((({column} + {offset}) / {DAY_MS} + 3) % 7)"
+    hour = f"((({column} + {offset}) / 3600000) % 24)"
+    return weekday, hour, params + params
+
+
+def instant_from_ms(ms) -> dt.datetime:
+    """Epoch ms -> an aware UTC datetime (None stays None)."""
+    if ms is None:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)

@@ -15,21 +15,45 @@ from ... import hookimpl
 from ...core.analytics_schema import TABLES
 from ...core.models import DataSourceFactory, Scope
 from .sql_time import day_from_number, epoch_ms, local_day_sql
+from .sqlite_compliance import ComplianceQueries
+from .sqlite_conversations import ConversationQueries
+from .sqlite_custom_metric import CustomMetricQueries
+from .sqlite_performance import PerformanceQueries
+from .sqlite_usage import UsageQueries
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
               "timestamp": "INTEGER"}
 
-#: Indexes that cover the section queries; created after a bulk load.
+#: Indexes that cover the section queries; created after a bulk load. Each query
+#: reads one of them without touching the table, and grouping by value
+#: (percentiles, per-user counts) follows the index order instead of sorting.
 INDEXES = (
-    "CREATE INDEX IF NOT EXISTS messages_org_time ON messages (org_id, created_at, direction, user_id)",
+    "CREATE INDEX IF NOT EXISTS messages_org_time ON messages"
+    " (org_id, created_at, direction, user_id, bot_id, channel, is_error)",
     "CREATE INDEX IF NOT EXISTS messages_org_user ON messages (org_id, direction, user_id, created_at)",
     "CREATE INDEX IF NOT EXISTS messages_bot_time ON messages (bot_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS messages_latency ON messages"
+    " (direction, latency_ms, created_at, org_id, bot_id, channel)",
+    "CREATE INDEX IF NOT EXISTS messages_conversation ON messages"
+    " (conversation_id, direction, is_error, latency_ms)",
     "CREATE INDEX IF NOT EXISTS conversations_org_time ON conversations (org_id, started_at)",
     "CREATE INDEX IF NOT EXISTS conversations_bot_time ON conversations (bot_id, started_at)",
     "CREATE INDEX IF NOT EXISTS llm_calls_org_time ON llm_calls (org_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS llm_calls_model_latency ON llm_calls"
+    " (model, latency_ms, created_at, org_id, bot_id)",
     "CREATE INDEX IF NOT EXISTS system_samples_org_time ON system_samples (org_id, created_at)",
     "CREATE INDEX IF NOT EXISTS audit_events_org_time ON audit_events (org_id, created_at)",
 )
+
+#: Per table: its time column, whether it has ``bot_id``, and how a channel filter reaches it
+#: (its own column, through its conversation, or not at all).
+TABLE_SCOPES = {
+    "messages": ("created_at", True, "column"),
+    "conversations": ("started_at", True, "column"),
+    "llm_calls": ("created_at", True, "conversation"),
+    "system_samples": ("created_at", False, None),
+    "audit_events": ("created_at", True, None),
+}
 
 
 def schema_sql() -> List[str]:
@@ -86,8 +110,10 @@ def path_of(url: str) -> Path:
     return Path("/" + raw.lstrip("/")) if raw.startswith("/") else Path(raw)
 
 
-class SqliteAnalytics:
-    """Answers the section queries from one SQLite analytics file (read-only)."""
+class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, ComplianceQueries,
+                      CustomMetricQueries):
+    """Answers the section queries (``core.datasource.AnalyticsSource``) from one SQLite
+    analytics file, read-only."""
 
     name = "sqlite"
 
@@ -164,6 +190,14 @@ class SqliteAnalytics:
                 clauses.append(f"{p}conversation_id IN (SELECT id FROM conversations WHERE channel = ?)")
             params.append(scope.channel)
         return " AND ".join(clauses) or "1 = 1", params
+
+    def scoped(self, table: str, scope: Scope, *, alias: str = "", period: bool = True) -> Tuple[str, list]:
+        """The WHERE clause restricting ``table`` to a scope, with the filters the table can take."""
+        time_column, has_bot, channel = TABLE_SCOPES[table]
+        if not has_bot or channel is None:
+            scope = Scope(org_id=scope.org_id, period=scope.period,
+                          bot_ids=scope.bot_ids if has_bot else (), channel=None)
+        return self.where(scope, time_column, period=period, alias=alias, has_channel=channel == "column")
 
     # -- usage ----------------------------------------------------------
 

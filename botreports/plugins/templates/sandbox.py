@@ -18,9 +18,9 @@ from typing import Mapping
 
 MAX_POWER = 1_000_000  # largest result magnitude of ** we compute
 MAX_REPEAT = 200_000  # longest string or list that * may build
-CPU_SECONDS = 5
+CPU_SECONDS = 2
 MEMORY_BYTES = 512 * 1024 * 1024
-WALL_SECONDS = 10
+WALL_SECONDS = 8
 MAX_OUTPUT = 2 * 1024 * 1024
 
 

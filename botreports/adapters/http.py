@@ -1,0 +1,456 @@
+"""The HTTP API: a Bottle app over the ``Reports`` facade (DESIGN §6).
+
+Routing, request parsing, status codes and headers only. Who may do what, and
+every rule about reports, schedules and templates, is decided by the facade;
+this module turns its answers and its errors into flat JSON.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from urllib.parse import parse_qsl, quote, urlencode
+
+from ..core.errors import (BotReportsError, InvalidCredentials, PayloadTooLarge, RateLimited, Unauthorized,
+                           ValidationError)
+from ..core.models import RequestInfo
+from ..core.rate_limit import TokenBuckets
+from ..core.views import report_view, schedule_view, status_view, template_view
+
+log = logging.getLogger("botreports.http")
+
+#: Path segments that are routes of their own and so never a report id.
+RESERVED_SEGMENTS = ("schedule", "templates", "generate", "health", "openapi.json")
+JSON_TYPES = ("application/json",)
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
+#: Query parameters any authenticated route accepts besides its own (the chat-script API key).
+AUTH_PARAMS = ("api_key",)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def build_app(reports, base_path: str = "/api/v1"):
+    """A ``bottle.Bottle`` app serving the API of ``reports`` under ``{base_path}/reports``."""
+    return HttpApi(reports, base_path).app
+
+
+def content_disposition(fallback: str, display_name: str) -> str:
+    """RFC 6266: an ASCII ``filename`` any client understands, and the real name as ``filename*``.
+
+    Quotes, backslashes, CR/LF and other control characters never reach the
+    header: the fallback keeps only a safe ASCII set and the UTF-8 form is
+    percent-encoded (RFC 8187), which leaves nothing but attr-chars.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._ -]", "_", fallback).strip(" .") or "report"
+    clean = re.sub(r"[\x00-\x1f\x7f/\\]", " ", display_name)
+    clean = re.sub(r"\s+", " ", clean).strip(" .") or safe
+    return f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(clean, safe='')}"
+
+
+def display_filename(title: str, filename: str) -> str:
+    """``Relatório "Q1"_2025-01-01_2025-01-31.pdf``: the title in place of the stored file's slug."""
+    suffix = filename[filename.index("_"):] if "_" in filename else ""
+    if not suffix:
+        return filename
+    return f"{title.strip()[:120]}{suffix}" if title.strip() else filename
+
+
+def _media_type(value: str) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+class HttpApi:
+    """The routes of the API bound to one ``Reports`` instance."""
+
+    def __init__(self, reports, base_path: str = "/api/v1"):
+        import bottle  # heavy-ish and only needed by the HTTP service
+
+        self.bottle = bottle
+        self.reports = reports
+        self.base = "/" + base_path.strip("/") if base_path.strip("/") else ""
+        self.root = f"{self.base}/reports"
+        self.limiter = TokenBuckets(reports.settings.rate_limit)
+        self._openapi_cache: Tuple[Any, bytes] = (None, b"")
+        self.app = bottle.Bottle()
+        self.app.default_error_handler = self._router_error
+        self._routes()
+
+    # -- routes ---------------------------------------------------------
+
+    def _routes(self) -> None:
+        r, app = self.root, self.app
+        report_id = "<report_id:re:(?!(?:%s)$)[^/]+>" % "|".join(re.escape(s) for s in RESERVED_SEGMENTS)
+        routes: List[Tuple[str, str, Callable, dict]] = [
+            ("GET", "/openapi.json", self.openapi, {"public": True}),
+            ("GET", f"{r}/health", self.health, {"public": True}),
+            ("POST", f"{r}/generate", self.generate, {}),
+            ("GET", r, self.list_reports, {}),
+            ("GET", f"{r}/schedule", self.list_schedules, {}),
+            ("POST", f"{r}/schedule", self.create_schedule, {}),
+            ("PUT", f"{r}/schedule/<schedule_id>", self.update_schedule, {}),
+            ("DELETE", f"{r}/schedule/<schedule_id>", self.delete_schedule, {}),
+            ("GET", f"{r}/templates", self.list_templates, {}),
+            ("POST", f"{r}/templates", self.create_template, {}),
+            ("GET", f"{r}/templates/<template_id>", self.get_template, {}),
+            ("GET", f"{r}/{report_id}/status", self.status, {}),
+            ("GET", f"{r}/{report_id}/download", self.download, {"public": True}),
+            ("GET", f"{r}/{report_id}", self.get_report, {}),
+            ("DELETE", f"{r}/{report_id}", self.delete_report, {}),
+            ("POST", f"{self.base}/events", self.ingest, {}),
+        ]
+        for method, path, handler, options in routes:
+            app.route(path, method, self._endpoint(handler, **options))
+
+    def _endpoint(self, handler: Callable, public: bool = False) -> Callable:
+        """Wrap a handler: authentication, the rate limit, error bodies and the request log line."""
+
+        def endpoint(**kwargs):
+            started = time.perf_counter()
+            request = self.bottle.request
+            request_id = self._request_id(request)
+            try:
+                principal = self.principal(request) if not public else None
+                response = handler(principal, **kwargs)
+            except BotReportsError as exc:
+                response = self.error_response(exc)
+            except Exception:  # never a traceback to a client; the log keeps it
+                log.exception("unhandled error on %s %s [%s]", request.method, request.path, request_id)
+                response = self.error_response(BotReportsError(
+                    f"Internal server error; quote request id {request_id} when reporting it"))
+            response.set_header("X-Request-Id", request_id)
+            self._log(request, response.status_code, started, request.environ.get("botreports.principal", "-"),
+                      request_id)
+            return response
+
+        endpoint.__name__ = handler.__name__
+        endpoint.__doc__ = handler.__doc__
+        return endpoint
+
+    # -- request parsing ------------------------------------------------
+
+    def request_info(self, request) -> RequestInfo:
+        return RequestInfo(method=request.method, path=request.path, headers=dict(request.headers),
+                           query=dict(self.query_pairs(request)), remote_addr=request.remote_addr or "")
+
+    def principal(self, request):
+        """Who is asking (401 otherwise), after spending one token of their request budget."""
+        principal = self.reports.authenticate(self.request_info(request))
+        request.environ["botreports.principal"] = principal.id  # for the log line
+        self.limiter.take(f"{principal.via}:{principal.id}")
+        return principal
+
+    @staticmethod
+    def query_pairs(request) -> List[Tuple[str, str]]:
+        return parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True,
+                         encoding="utf-8", errors="replace")
+
+    def query(self, request, allowed: Iterable[str]) -> Dict[str, str]:
+        """The query parameters, each at most once and each one the route knows (400 otherwise)."""
+        allowed = set(allowed)
+        values: Dict[str, str] = {}
+        problems = []
+        for name, value in self.query_pairs(request):
+            if name in AUTH_PARAMS:
+                continue
+            if name not in allowed:
+                accepted = ", ".join(sorted(allowed)) or "none"
+                problems.append((name, f"unknown query parameter; accepted: {accepted}"))
+            elif name in values:
+                problems.append((name, "given more than once"))
+            elif value == "":
+                problems.append((name, "must not be empty; leave the parameter out instead"))
+            else:
+                values[name] = value
+        if problems:
+            raise ValidationError.from_problems(problems)
+        return values
+
+    def read_body(self, request, limit: int) -> bytes:
+        """The raw body, refused with 413 above ``limit`` bytes before it is read."""
+        environ = request.environ
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        if length_text.strip():
+            try:
+                length = int(length_text)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValidationError.from_problems([("Content-Length", "must be a non-negative integer")]) from None
+        elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            length = limit + 1
+        else:
+            length = 0
+        if length > limit and length_text.strip():
+            raise PayloadTooLarge(f"the request body is {length:,} bytes; the limit is {limit:,}",
+                                  [{"field": "body", "problem": f"at most {limit} bytes"}])
+        body = environ["wsgi.input"].read(length) if length else b""
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than the limit of {limit:,} bytes",
+                                  [{"field": "body", "problem": f"at most {limit} bytes"}])
+        return body
+
+    def json_body(self, request) -> dict:
+        """The body as a JSON object, or a 400 that says what is wrong with it."""
+        kind = _media_type(request.environ.get("CONTENT_TYPE", ""))
+        if kind not in JSON_TYPES and not (kind.startswith("application/") and kind.endswith("+json")):
+            raise ValidationError.from_problems(
+                [("Content-Type", f"must be application/json, not {kind or 'missing'}")])
+        raw = self.read_body(request, self.reports.settings.max_body_bytes)
+        if not raw.strip():
+            raise ValidationError.from_problems([("body", "is required: a JSON object")])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError.from_problems([("body", f"is not UTF-8 (byte {exc.start})")]) from None
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            raise ValidationError.from_problems([("body", f"is not valid JSON: {exc}")]) from None
+        if not isinstance(data, dict):
+            raise ValidationError.from_problems([("body", "must be a JSON object")])
+        return data
+
+    # -- responses ------------------------------------------------------
+
+    def json_response(self, data: Any, status: int = 200, headers: Optional[dict] = None):
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+        response = self.bottle.HTTPResponse(body=body, status=status)
+        response.content_type = "application/json"
+        response.set_header("Cache-Control", "no-store")
+        response.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            response.set_header(name, value)
+        return response
+
+    def empty_response(self, status: int = 204):
+        response = self.bottle.HTTPResponse(status=status)
+        response.set_header("Cache-Control", "no-store")
+        return response
+
+    def error_response(self, exc: BotReportsError):
+        headers = {}
+        if isinstance(exc, Unauthorized):
+            challenge = 'Bearer realm="botreports"'
+            if isinstance(exc, InvalidCredentials):
+                challenge += ', error="invalid_token"'
+            headers["WWW-Authenticate"] = challenge
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(int(max(1, exc.retry_after)))
+        return self.json_response(exc.to_dict(), exc.status, headers)
+
+    def _router_error(self, error):
+        """Errors raised before a route runs (no route, wrong method): flat JSON like the rest."""
+        status = error.status_code
+        codes = {404: ("not_found", "no such endpoint"), 405: ("method_not_allowed", "method not allowed here")}
+        code, message = codes.get(status, ("internal_error" if status >= 500 else "bad_request",
+                                           "internal server error" if status >= 500 else "bad request"))
+        if status == 405:
+            message = f"{self.bottle.request.method} is not allowed here; allowed: {error.headers.get('Allow', '')}"
+        response = self.bottle.response
+        response.content_type = "application/json"
+        response.set_header("Cache-Control", "no-store")
+        self._log(self.bottle.request, status, None, "-", "-")
+        return json.dumps({"error": code, "message": message, "details": []})
+
+    def _request_id(self, request) -> str:
+        given = request.environ.get("HTTP_X_REQUEST_ID", "")
+        return given if REQUEST_ID.match(given) else secrets.token_hex(8)
+
+    def _log(self, request, status: int, started: Optional[float], who: str, request_id: str) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        took = f"{(time.perf_counter() - started) * 1000:.1f}ms" if started is not None else "-"
+        # The query string may hold an API key or a link signature: log the path only.
+        log.info("%s %s %s %s %s by=%s id=%s", request.remote_addr or "-", request.method, request.path,
+                 status, took, who, request_id)
+
+    def url(self, path: str, request) -> str:
+        """An absolute URL for ``path``: the configured public URL, else the request's own host."""
+        base = self.reports.settings.public_url
+        if not base:
+            parts = request.urlparts
+            base = f"{parts.scheme}://{parts.netloc}"
+        return base.rstrip("/") + path
+
+    def paging_headers(self, request, total: int, limit: int, offset: int, params: Dict[str, str]) -> dict:
+        """``X-Total-Count`` and an RFC 8288 ``Link`` with first, prev, next and last pages."""
+        def link(page_offset, rel):
+            query = urlencode({**params, "limit": limit, "offset": page_offset})
+            return f'<{request.path}?{query}>; rel="{rel}"'
+
+        links = [link(0, "first")]
+        if offset > 0:
+            links.append(link(max(0, offset - limit), "prev"))
+        if offset + limit < total:
+            links.append(link(offset + limit, "next"))
+        links.append(link(max(0, (total - 1) // limit * limit) if total else 0, "last"))
+        return {"X-Total-Count": str(total), "Link": ", ".join(links)}
+
+    # -- handlers -------------------------------------------------------
+
+    def openapi(self, _principal):
+        """The OpenAPI 3.1 document of this API, built from the current registries."""
+        from .openapi import openapi_document
+
+        key = (tuple(self.reports.report_types), tuple(self.reports.exporters), tuple(self.reports.sections))
+        if self._openapi_cache[0] != key:
+            document = openapi_document(self.reports, self.base)
+            self._openapi_cache = (key, json.dumps(document, ensure_ascii=False).encode("utf-8"))
+        response = self.bottle.HTTPResponse(body=self._openapi_cache[1], status=200)
+        response.content_type = "application/json"
+        return response
+
+    def health(self, _principal):
+        """Liveness without authentication (for load balancers and ``make demo``)."""
+        from .. import __version__
+        self.query(self.bottle.request, ())
+        return self.json_response({"status": "ok", "version": __version__,
+                                   "queue": getattr(self.reports.queue, "name", "")})
+
+    def generate(self, principal):
+        request = self.bottle.request
+        self.query(request, ())
+        report = self.reports.generate(principal, self.json_body(request))
+        status_path = f"{self.root}/{report.id}/status"
+        return self.json_response(status_view(report), 202, {"Location": status_path})
+
+    def list_reports(self, principal):
+        request = self.bottle.request
+        params = self.query(request, ("type", "status", "created_after", "created_before", "limit", "offset",
+                                      "sort", "order"))
+        items, total = self.reports.list(principal, **params)
+        limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
+        paging = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+        return self.json_response([report_view(item) for item in items], 200,
+                                  self.paging_headers(request, total, limit, offset, paging))
+
+    def status(self, principal, report_id):
+        self.query(self.bottle.request, ())
+        return self.json_response(self.reports.status(principal, report_id))
+
+    def get_report(self, principal, report_id):
+        self.query(self.bottle.request, ())
+        return self.json_response(report_view(self.reports.get(principal, report_id)))
+
+    def delete_report(self, principal, report_id):
+        self.query(self.bottle.request, ())
+        self.reports.delete(principal, report_id)
+        return self.empty_response()
+
+    def download(self, _principal, report_id):
+        """The file itself, or ``?as=link`` a signed URL that downloads it without credentials."""
+        request = self.bottle.request
+        params = self.query(request, ("as", "expires", "signature"))
+        mode = params.get("as", "file")
+        if mode not in ("file", "link"):
+            raise ValidationError.from_problems([("as", "must be file or link")])
+        if "signature" in params or "expires" in params:
+            if mode == "link":
+                raise ValidationError.from_problems([("as", "a signed link cannot make another link")])
+            # The signature names this report and is the only credential a link carries.
+            self.limiter.take(f"link:{report_id}")
+            file = self.reports.download_signed(report_id, params.get("expires"), params.get("signature", ""))
+            return self.file_response(request, file)
+        principal = self.principal(request)
+        if mode == "link":
+            expires, signature = self.reports.download_link(principal, report_id)
+            query = urlencode({"expires": expires, "signature": signature})
+            url = self.url(f"{self.root}/{quote(report_id, safe='')}/download?{query}", request)
+            expires_at = dt.datetime.fromtimestamp(expires, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return self.json_response({"url": url, "expires_at": expires_at})
+        return self.file_response(request, self.reports.download(principal, report_id))
+
+    def file_response(self, request, file):
+        etag = f'"{file.sha256}"'
+        headers = {
+            "ETag": etag,
+            "Cache-Control": "private, max-age=0, must-revalidate",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": content_disposition(file.filename, display_filename(file.title, file.filename)),
+        }
+        if etag in [tag.strip() for tag in request.environ.get("HTTP_IF_NONE_MATCH", "").split(",")]:
+            response = self.bottle.HTTPResponse(status=304)
+        else:
+            response = self.bottle.HTTPResponse(body=open(file.path, "rb"), status=200)
+            response.content_type = file.media_type or "application/octet-stream"
+            headers["Content-Length"] = str(file.size)
+        for name, value in headers.items():
+            response.set_header(name, value)
+        return response
+
+    def list_schedules(self, principal):
+        request = self.bottle.request
+        params = self.query(request, ("limit", "offset"))
+        items, total = self.reports.list_schedules(principal, limit=params.get("limit"), offset=params.get("offset"))
+        limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
+        return self.json_response([schedule_view(item) for item in items], 200,
+                                  self.paging_headers(request, total, limit, offset, {}))
+
+    def create_schedule(self, principal):
+        request = self.bottle.request
+        self.query(request, ())
+        schedule = self.reports.create_schedule(principal, self.json_body(request))
+        return self.json_response(schedule_view(schedule), 201,
+                                  {"Location": f"{self.root}/schedule/{schedule.id}"})
+
+    def update_schedule(self, principal, schedule_id):
+        request = self.bottle.request
+        self.query(request, ())
+        body = self.json_body(request)
+        return self.json_response(schedule_view(self.reports.update_schedule(principal, schedule_id, body)))
+
+    def delete_schedule(self, principal, schedule_id):
+        self.query(self.bottle.request, ())
+        self.reports.delete_schedule(principal, schedule_id)
+        return self.empty_response()
+
+    def list_templates(self, principal):
+        self.query(self.bottle.request, ())
+        templates = self.reports.list_templates(principal)
+        return self.json_response([template_view(t) for t in templates], 200,
+                                  {"X-Total-Count": str(len(templates))})
+
+    def create_template(self, principal):
+        request = self.bottle.request
+        self.query(request, ())
+        template = self.reports.create_template(principal, self.json_body(request))
+        return self.json_response(template_view(template), 201,
+                                  {"Location": f"{self.root}/templates/{template.id}"})
+
+    def get_template(self, principal, template_id):
+        self.query(self.bottle.request, ())
+        return self.json_response(template_view(self.reports.get_template(principal, template_id)))
+
+    def ingest(self, principal):
+        """NDJSON events for the standalone service's analytics store."""
+        request = self.bottle.request
+        self.query(request, ())
+        kind = _media_type(request.environ.get("CONTENT_TYPE", ""))
+        if kind not in NDJSON_TYPES:
+            raise ValidationError.from_problems(
+                [("Content-Type", f"must be application/x-ndjson, not {kind or 'missing'}")])
+        body = self.read_body(request, self.reports.settings.max_events_bytes)
+        result = self.reports.ingest(principal, _lines(body))
+        inserted = sum(result["inserted"].values())
+        if result["errors"] and not inserted:
+            raise ValidationError.from_problems(
+                [(f"line {e['line']}", e["problem"]) for e in result["errors"][:100]])
+        return self.json_response({"inserted": result["inserted"], "inserted_total": inserted,
+                                   "errors": result["errors"][:100], "error_count": len(result["errors"])})
+
+
+def _lines(body: bytes) -> Iterator[bytes]:
+    start = 0
+    while start < len(body):
+        end = body.find(b"\n", start)
+        if end < 0:
+            end = len(body)
+        yield body[start:end]
+        start = end + 1
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not allowed in JSON")

@@ -1,0 +1,342 @@
+"""The OpenAPI 3.1 contract of the HTTP API, built from the live registries so the
+enums of report types, formats and sections are the ones this server accepts.
+
+The request schemas are never stricter than the server's validation (anything
+they refuse, the server refuses with a 400 too); the facade adds the rules a
+schema cannot say (end after start, a period no longer than the maximum).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ..core.models import REPORT_STATES
+from ..core.params import MAX_BOT_IDS, MAX_TITLE
+from ..core.scheduling import RELATIVE_PERIODS
+from ..core.security import ROLES
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+NULLABLE_TIME = {"type": ["string", "null"], "description": "ISO 8601 UTC instant, e.g. 2025-01-31T12:00:00Z"}
+DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str, headers: Dict[str, dict] = None) -> dict:
+    response = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _header(description: str, schema: dict = None) -> dict:
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+def _error(description: str, headers: Dict[str, dict] = None) -> dict:
+    return _json(_ref("Error"), description, headers)
+
+
+ERRORS = {
+    "400": _error("Invalid parameters; `details` names each field and its problem"),
+    "401": _error("Missing or invalid credentials",
+                  {"WWW-Authenticate": _header("The authentication scheme to use")}),
+    "403": _error("The caller's role does not allow this (code `insufficient_permissions`)"),
+    "404": _error("No such object, or it belongs to another organisation"),
+    "409": _error("The report is not completed, or its file is gone"),
+    "413": _error("The request body is larger than the limit"),
+    "429": _error("Too many requests for this key, or too many unfinished reports (code `rate_limited`)",
+                  {"Retry-After": _header("Seconds to wait before retrying", DIGITS)}),
+    "500": _error("Internal error; never a traceback"),
+}
+
+
+def _errors(*codes: str) -> dict:
+    return {code: ERRORS[code] for code in ("400", "401", "403", "429", "500") + codes}
+
+
+def _path_param(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _body(schema: dict, description: str, media_type: str = "application/json") -> dict:
+    return {"required": True, "description": description, "content": {media_type: {"schema": schema}}}
+
+
+def schemas(reports) -> Dict[str, Any]:
+    """The component schemas; enums come from the registries of ``reports``."""
+    types = sorted(reports.report_types)
+    formats = sorted(reports.exporters)
+    sections = sorted(reports.sections)
+    report_definition = {
+        "type": {"type": "string", "enum": types, "description": "Report type"},
+        "format": {"type": "string", "enum": formats, "default": "pdf", "description": "Export format"},
+        "start_date": {"type": "string", "description": "First day (YYYY-MM-DD) or instant, in `timezone`"},
+        "end_date": {"type": "string", "description": "Last day, inclusive (YYYY-MM-DD), or instant"},
+        "period": {"type": "string", "enum": list(RELATIVE_PERIODS),
+                   "description": "A relative period instead of start_date and end_date"},
+        "timezone": {"type": "string", "default": "UTC", "description": "IANA timezone, e.g. America/New_York"},
+        "bot_id": {"oneOf": [{"type": "string"},
+                             {"type": "array", "items": {"type": "string"}, "maxItems": MAX_BOT_IDS}],
+                   "description": "Only this bot, or these bots"},
+        "channel": {"type": "string", "description": "Only this channel"},
+        "include_charts": {"type": "boolean", "default": True},
+        "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+        "sections": {"type": "array", "minItems": 1, "maxItems": reports.settings.max_sections,
+                     "items": _ref("SectionRequest"),
+                     "description": "Sections of a custom report (or to replace a type's defaults)"},
+        "template_id": {"type": "string", "description": "Start from this template"},
+        "options": {"type": "object", "description": "Exporter options of the chosen format"},
+    }
+    status = {
+        "report_id": {"type": "string", "examples": ["rpt-3kq9Zb1x"]},
+        "state": {"type": "string", "enum": list(REPORT_STATES)},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "stage": {"type": "string"},
+        "error": NULLABLE_STRING,
+        "created_at": NULLABLE_TIME,
+        "started_at": NULLABLE_TIME,
+        "completed_at": NULLABLE_TIME,
+    }
+    return {
+        "Error": {
+            "type": "object", "required": ["error", "message", "details"],
+            "properties": {
+                "error": {"type": "string", "description": "Machine-readable code, e.g. invalid_parameters"},
+                "message": {"type": "string", "description": "A human sentence"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "SectionRequest": {
+            "type": "object", "required": ["type"],
+            "properties": {"type": {"type": "string", "enum": sections}},
+            "additionalProperties": True,
+            "description": "A catalog section and its options",
+        },
+        "GenerateRequest": {"type": "object", "properties": report_definition, "additionalProperties": False},
+        "Status": {"type": "object", "required": list(status), "properties": status},
+        "Report": {
+            "type": "object", "required": list(status) + ["type", "title", "format"],
+            "properties": {
+                **status,
+                "type": {"type": "string"}, "title": {"type": "string"}, "name": {"type": "string"},
+                "format": {"type": "string"},
+                "start_date": NULLABLE_STRING, "end_date": NULLABLE_STRING, "timezone": NULLABLE_STRING,
+                "parameters": {"type": "object"},
+                "organization_id": NULLABLE_STRING, "owner_id": {"type": "string"},
+                "template_id": NULLABLE_STRING, "template_version": {"type": ["integer", "null"]},
+                "schedule_id": NULLABLE_STRING, "expires_at": NULLABLE_TIME,
+                "file_name": NULLABLE_STRING, "file_size": {"type": ["integer", "null"]},
+                "media_type": NULLABLE_STRING, "sha256": NULLABLE_STRING,
+                "attempts": {"type": "integer"},
+            },
+        },
+        "ScheduleRequest": {
+            "type": "object",
+            "properties": {
+                **{k: v for k, v in report_definition.items() if k not in ("start_date", "end_date", "period")},
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "cron": {"type": "string", "description": "5-field cron expression, e.g. '0 8 * * 1'"},
+                "period": {"type": "string", "enum": list(RELATIVE_PERIODS), "default": "previous_day"},
+                "recipients": {"type": "array", "items": {"type": "string"}, "description": "E-mail addresses"},
+                "enabled": {"type": "boolean", "default": True},
+            },
+            "additionalProperties": False,
+        },
+        "Schedule": {
+            "type": "object", "required": ["schedule_id", "cron", "timezone", "format", "enabled"],
+            "properties": {
+                "schedule_id": {"type": "string"}, "name": {"type": "string"}, "type": NULLABLE_STRING,
+                "template_id": NULLABLE_STRING, "format": {"type": "string"}, "cron": {"type": "string"},
+                "timezone": {"type": "string"}, "period": {"type": "string"},
+                "recipients": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
+                "definition": {"type": "object"}, "organization_id": NULLABLE_STRING,
+                "owner_id": NULLABLE_STRING, "created_at": NULLABLE_TIME, "updated_at": NULLABLE_TIME,
+                "next_run_at": NULLABLE_TIME, "last_runs": {"type": "array"},
+            },
+        },
+        "TemplateRequest": {
+            "type": "object", "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": {"type": "string", "maxLength": 2000},
+                "type": {"type": "string", "enum": types, "default": "custom"},
+                "sections": report_definition["sections"],
+                "defaults": {"type": "object", "description": "Default request fields (timezone, bot_id, ...)"},
+                "format": report_definition["format"],
+            },
+            "additionalProperties": False,
+        },
+        "Template": {
+            "type": "object", "required": ["template_id", "name", "description", "type"],
+            "properties": {
+                "template_id": {"type": "string"}, "name": {"type": "string"},
+                "description": {"type": "string"}, "type": {"type": "string"},
+                "sections": {"type": "array"}, "defaults": {"type": "object"}, "format": {"type": "string"},
+                "builtin": {"type": "boolean"}, "organization_id": NULLABLE_STRING,
+                "owner_id": NULLABLE_STRING, "version": {"type": "integer"}, "presentation": {"type": "object"},
+                "created_at": NULLABLE_TIME, "updated_at": NULLABLE_TIME,
+            },
+        },
+        "DownloadLink": {
+            "type": "object", "required": ["url", "expires_at"],
+            "properties": {"url": {"type": "string"}, "expires_at": {"type": "string"}},
+        },
+        "IngestResult": {
+            "type": "object", "required": ["inserted", "inserted_total", "errors", "error_count"],
+            "properties": {
+                "inserted": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "inserted_total": {"type": "integer"},
+                "errors": {"type": "array", "items": {"type": "object"}},
+                "error_count": {"type": "integer"},
+            },
+        },
+        "Health": {
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "string"}, "version": {"type": "string"}, "queue": {"type": "string"}},
+        },
+    }
+
+
+def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
+    """The whole OpenAPI 3.1 document of the API served under ``{base}/reports``."""
+    from .. import __version__
+
+    r = f"{base}/reports"
+    report_id = _path_param("report_id", "Report id (rpt-…)")
+    paging = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size"),
+              _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0}, "Items to skip")]
+    list_headers = {"X-Total-Count": _header("Items matching the filters", DIGITS),
+                    "Link": _header("RFC 8288 links to the first, previous, next and last pages")}
+    location = {"Location": _header("Where the new object (or the report's status) is")}
+    exporter_types = sorted({e.media_type for e in reports.exporters.values()} - {"application/json"})
+    download_content = {media: {"schema": {"type": "string", "format": "binary"}} for media in exporter_types}
+    download_content["application/json"] = {"schema": {"anyOf": [_ref("DownloadLink"), {"type": "object"}]}}
+    public = []
+
+    paths = {
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "security": public, "tags": ["meta"],
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
+        f"{r}/health": {"get": {
+            "operationId": "health", "summary": "Liveness, without authentication", "security": public,
+            "tags": ["meta"], "responses": {"200": _json(_ref("Health"), "The service is up"),
+                                            "400": ERRORS["400"]}}},
+        f"{r}/generate": {"post": {
+            "operationId": "generateReport", "summary": "Generate a new report (asynchronously)",
+            "tags": ["reports"], "description": "Requires report_creator. Answers at once; poll the status.",
+            "requestBody": _body(_ref("GenerateRequest"), "The report definition"),
+            "responses": {"202": _json(_ref("Status"), "Generation started", location), **_errors("404", "413")}}},
+        r: {"get": {
+            "operationId": "listReports", "summary": "List the organisation's reports", "tags": ["reports"],
+            "parameters": [
+                _query("type", {"type": "string", "enum": sorted(reports.report_types)}, "Only this report type"),
+                _query("status", {"type": "string", "enum": list(REPORT_STATES)}, "Only reports in this state"),
+                _query("created_after", {"type": "string"}, "Created after this ISO 8601 date or instant"),
+                _query("created_before", {"type": "string"}, "Created before this ISO 8601 date or instant"),
+                *paging,
+                _query("sort", {"type": "string", "enum": ["created_at", "name", "type"], "default": "created_at"},
+                       "Sort field"),
+                _query("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "Sort order"),
+            ],
+            "responses": {"200": _json({"type": "array", "items": _ref("Report")}, "One page of reports",
+                                       list_headers), **_errors()}}},
+        f"{r}/{{report_id}}/status": {"get": {
+            "operationId": "reportStatus", "summary": "Get report generation status", "tags": ["reports"],
+            "parameters": [report_id],
+            "responses": {"200": _json(_ref("Status"), "The status"), **_errors("404")}}},
+        f"{r}/{{report_id}}": {
+            "get": {"operationId": "getReport", "summary": "Get report metadata", "tags": ["reports"],
+                    "parameters": [report_id],
+                    "responses": {"200": _json(_ref("Report"), "The report"), **_errors("404")}},
+            "delete": {"operationId": "deleteReport", "summary": "Delete a report and its file",
+                       "tags": ["reports"], "parameters": [report_id],
+                       "responses": {"204": {"description": "Deleted"}, **_errors("404")}},
+        },
+        f"{r}/{{report_id}}/download": {"get": {
+            "operationId": "downloadReport", "summary": "Download the report file, or a signed link to it",
+            "tags": ["reports"],
+            "description": "With `as=link`: `{url, expires_at}`, a signed URL that downloads without "
+                           "credentials until it expires. With `expires` and `signature` (such a URL): "
+                           "no other credentials are needed.",
+            "security": [{"ApiKeyHeader": []}, {"Bearer": []}, {"ApiKeyQuery": []}, {}],
+            "parameters": [
+                report_id,
+                _query("as", {"type": "string", "enum": ["file", "link"], "default": "file"},
+                       "file: the bytes; link: a signed URL"),
+                _query("expires", {"type": "string"}, "Signed link: expiry (Unix seconds)"),
+                _query("signature", {"type": "string"}, "Signed link: HMAC signature"),
+            ],
+            "responses": {
+                "200": {"description": "The file (RFC 6266 Content-Disposition, ETag), or the link",
+                        "content": download_content},
+                "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                **_errors("404", "409"),
+            }}},
+        f"{r}/schedule": {
+            "get": {"operationId": "listSchedules", "summary": "List scheduled reports", "tags": ["schedules"],
+                    "parameters": paging,
+                    "responses": {"200": _json({"type": "array", "items": _ref("Schedule")}, "One page of schedules",
+                                               list_headers), **_errors()}},
+            "post": {"operationId": "createSchedule", "summary": "Create a scheduled report", "tags": ["schedules"],
+                     "requestBody": _body(_ref("ScheduleRequest"), "Cron, timezone, period and report definition"),
+                     "responses": {"201": _json(_ref("Schedule"), "Created", location), **_errors("404", "413")}},
+        },
+        f"{r}/schedule/{{schedule_id}}": {
+            "put": {"operationId": "updateSchedule", "summary": "Update a schedule (fields given replace theirs)",
+                    "tags": ["schedules"], "parameters": [_path_param("schedule_id", "Schedule id (sch-…)")],
+                    "requestBody": _body(_ref("ScheduleRequest"), "Fields to change"),
+                    "responses": {"200": _json(_ref("Schedule"), "Updated"), **_errors("404", "413")}},
+            "delete": {"operationId": "deleteSchedule", "summary": "Delete a schedule", "tags": ["schedules"],
+                       "parameters": [_path_param("schedule_id", "Schedule id (sch-…)")],
+                       "responses": {"204": {"description": "Deleted"}, **_errors("404")}},
+        },
+        f"{r}/templates": {
+            "get": {"operationId": "listTemplates", "summary": "List available templates", "tags": ["templates"],
+                    "responses": {"200": _json({"type": "array", "items": _ref("Template")}, "Every template",
+                                               {"X-Total-Count": _header("Number of templates", DIGITS)}),
+                                  **_errors()}},
+            "post": {"operationId": "createTemplate", "summary": "Create a custom template", "tags": ["templates"],
+                     "requestBody": _body(_ref("TemplateRequest"), "Name, description and report definition"),
+                     "responses": {"201": _json(_ref("Template"), "Created", location), **_errors("404", "413")}},
+        },
+        f"{r}/templates/{{template_id}}": {"get": {
+            "operationId": "getTemplate", "summary": "Get template details", "tags": ["templates"],
+            "parameters": [_path_param("template_id", "Template id (tpl-…)")],
+            "responses": {"200": _json(_ref("Template"), "The template"), **_errors("404")}}},
+        f"{base}/events": {"post": {
+            "operationId": "ingestEvents", "summary": "Load analytics events (standalone mode; admin)",
+            "tags": ["events"],
+            "requestBody": _body({"type": "string"}, "One JSON object a line, each with its `table`",
+                                 "application/x-ndjson"),
+            "responses": {"200": _json(_ref("IngestResult"), "Events written"), **_errors("413")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "botreports Reports API", "version": __version__,
+            "description": "Generate, manage, schedule and export analytics reports about chat bots. "
+                           "Roles, lowest first: " + " < ".join(ROLES) + ". Every object belongs to an "
+                           "organisation; another organisation's objects answer 404.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"ApiKeyHeader": []}, {"Bearer": []}, {"ApiKeyQuery": []}],
+        "tags": [{"name": n} for n in ("reports", "schedules", "templates", "events", "meta")],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(reports),
+            "securitySchemes": {
+                "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "HS256 tokens with botserver's claims (sub, roles, organization_id)"},
+                "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key",
+                                "description": "For chat scripts that cannot send headers"},
+            },
+        },
+    }

@@ -1,0 +1,223 @@
+"""Schedules: validation of their bodies, their next run, and the scheduler
+tick that turns due fire times into reports (at most one run per schedule and
+fire time, however many schedulers are running).
+
+After downtime only the latest missed fire time still runs, and only within
+the grace period; the older ones are recorded as ``skipped``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from typing import Any, List, Optional
+from urllib.parse import urlsplit
+
+from .cron import Cron, CronError, fire_times_between, next_fire_time
+from .errors import BotReportsError, ValidationError
+from .models import Principal, Schedule
+from .scheduling import RELATIVE_PERIODS, relative_period, zone
+from .store import now
+
+log = logging.getLogger("botreports.scheduler")
+
+EMAIL = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,63}$")
+SCHEDULE_KEYS = ("name", "cron", "timezone", "period", "recipients", "enabled", "format", "subject", "message",
+                 "webhooks")
+MAX_SUBJECT, MAX_MESSAGE = 200, 10_000
+#: Skipped fire times recorded per catch-up (a schedule down for a year needs no 100,000 rows).
+MAX_SKIPPED_RECORDED = 100
+
+
+def schedule_body(schedule: Schedule) -> dict:
+    """A stored schedule as the request body that would create it (for PUT merges)."""
+    return {"name": schedule.name, "cron": schedule.cron, "timezone": schedule.timezone,
+            "period": schedule.period, "recipients": list(schedule.recipients or []), "enabled": schedule.enabled,
+            "format": schedule.format, "subject": schedule.subject, "message": schedule.message,
+            "webhooks": list(schedule.webhooks or []),
+            **{k: v for k, v in schedule.definition.items() if k != "format"}}
+
+
+def _check_cron(cron, settings, problems) -> Optional[Cron]:
+    try:
+        parsed = Cron.parse(cron)
+    except CronError as exc:
+        problems.append(("cron", f"{exc} (example: '0 8 * * MON')"))
+        return None
+    shortest = parsed.shortest_interval()
+    minimum = dt.timedelta(minutes=settings.schedule_min_interval)
+    if shortest < minimum:
+        problems.append(("cron", f"runs every {int(shortest.total_seconds() // 60)} minute(s); "
+                                 f"the minimum interval is {settings.schedule_min_interval} minutes"))
+    return parsed
+
+
+def _check_webhook(url, problems, index) -> None:
+    if not isinstance(url, str) or len(url) > 2000:
+        problems.append(("webhooks", f"item {index}: must be an http(s) URL"))
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(("webhooks", f"item {index}: {url!r} is not an http:// or https:// URL with a host"))
+    elif parts.username or parts.password:
+        problems.append(("webhooks", f"item {index}: must not carry a user name or password"))
+
+
+def validate_schedule(body: Any, reports) -> dict:
+    """Check a schedule body; the report part is validated like a generation request."""
+    if not isinstance(body, dict):
+        raise ValidationError.from_problems([("body", "must be a JSON object")])
+    settings = reports.settings
+    problems: list = []
+    cron = _check_cron(body.get("cron"), settings, problems)
+    timezone = body.get("timezone", "UTC")
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        problems.append(("timezone", f"{exc}; use an IANA name such as America/New_York"))
+        timezone = "UTC"
+    period = body.get("period", "previous_day")
+    if period not in RELATIVE_PERIODS:
+        problems.append(("period", f"must be one of {', '.join(RELATIVE_PERIODS)}"))
+        period = "previous_day"
+    recipients = body.get("recipients", [])
+    if not isinstance(recipients, list):
+        problems.append(("recipients", "must be a list of e-mail addresses"))
+        recipients = []
+    for index, address in enumerate(recipients):
+        if not isinstance(address, str) or len(address) > 254 or not EMAIL.match(address):
+            problems.append(("recipients", f"item {index}: {address!r} is not a valid e-mail address"))
+    webhooks = body.get("webhooks", []) or []
+    if not isinstance(webhooks, list):
+        problems.append(("webhooks", "must be a list of URLs"))
+        webhooks = []
+    for index, url in enumerate(webhooks):
+        _check_webhook(url, problems, index)
+    if len(recipients) + len(webhooks) > settings.schedule_max_recipients:
+        problems.append(("recipients", f"at most {settings.schedule_max_recipients} recipients and webhooks "
+                                       "together"))
+    recipients = list(dict.fromkeys(r.strip().lower() if isinstance(r, str) else r for r in recipients))
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.append(("enabled", "must be true or false"))
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 200):
+        problems.append(("name", "must be 1 to 200 characters"))
+    subject, message = body.get("subject"), body.get("message")
+    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT or "\n" in subject
+                                or "\r" in subject):
+        problems.append(("subject", f"must be one line of at most {MAX_SUBJECT} characters"))
+    if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
+        problems.append(("message", f"must be text of at most {MAX_MESSAGE} characters"))
+    definition = {k: v for k, v in body.items() if k not in SCHEDULE_KEYS}
+    for key in ("start_date", "end_date"):
+        if key in definition:
+            problems.append((key, "a schedule reports over its relative period; give period instead"))
+    if "type" not in definition and "template_id" not in definition:
+        problems.append(("type", "give a report type or a template_id"))
+    spec = None
+    try:
+        spec = reports.validate({**{k: v for k, v in definition.items() if k not in ("start_date", "end_date")},
+                                 "format": body.get("format", "pdf"), "period": period, "timezone": timezone})
+    except ValidationError as exc:
+        problems += [(d["field"], d["problem"]) for d in exc.details if (d["field"], d["problem"]) not in problems]
+    if problems:
+        raise ValidationError.from_problems(problems)
+    return {"name": (name or spec.title).strip(), "definition": {**definition, "format": spec.format},
+            "format": spec.format, "cron": cron.text, "timezone": timezone, "period": period,
+            "recipients": recipients, "enabled": enabled, "subject": subject, "message": message,
+            "webhooks": list(dict.fromkeys(webhooks)),
+            "next_run_at": next_fire_time(cron, timezone, now()) if enabled else None}
+
+
+def next_run(schedule: Schedule, after: dt.datetime) -> Optional[dt.datetime]:
+    return next_fire_time(Cron.parse(schedule.cron), schedule.timezone, after)
+
+
+def describe(schedule: Schedule, runs=()) -> dict:
+    """Extra facts for a schedule's view: the next run in UTC and in its timezone, and the last runs."""
+    local = schedule.next_run_at.astimezone(zone(schedule.timezone)).isoformat() if schedule.next_run_at else None
+    return {"next_run_at_local": local, "last_runs": [
+        {"fire_time": run["fire_time"], "state": run["state"], "report_id": run["report_id"],
+         "detail": run["detail"] or None} for run in runs]}
+
+
+def owner_principal(reports, schedule: Schedule) -> Optional[Principal]:
+    """The schedule's owner as they are now; None when their API key is gone or revoked.
+
+    An owner who signed in with an API key takes that key's current role, so a
+    key downgraded or revoked after the schedule was made stops its runs. Other
+    owners keep the roles stored with the schedule; the ``authorize`` hook can
+    still refuse them.
+    """
+    org = None if schedule.org_id == "system" else schedule.org_id
+    roles = set(schedule.owner_roles or [])
+    if schedule.owner_via == "api_key":
+        row = reports.store.db.execute(
+            "SELECT role, org_id, revoked FROM api_keys WHERE id = ?", [schedule.owner_id]).fetchone()
+        if row is None or row[2] or row[1] != schedule.org_id:
+            return None
+        roles = {row[0]}
+    return Principal(id=schedule.owner_id, org_id=org, roles=roles, via="schedule")
+
+
+def run_due(reports, at: Optional[dt.datetime] = None) -> dict:
+    """One scheduler tick: run every due schedule once for its latest fire time, skip older ones."""
+    at = at or now()
+    grace = dt.timedelta(minutes=reports.settings.schedule_grace)
+    counts = {"fired": 0, "skipped": 0, "denied": 0, "failed": 0}
+    for schedule in reports.store.due_schedules(at):
+        try:
+            cron = Cron.parse(schedule.cron)
+            seen = schedule.next_run_at
+            due = [seen] + fire_times_between(cron, schedule.timezone, seen, at, limit=MAX_SKIPPED_RECORDED)
+            following = next_fire_time(cron, schedule.timezone, at)
+            # Compare-and-set: of several schedulers that read the same row, one moves it on.
+            if not reports.store.advance_schedule(schedule.id, seen, following):
+                continue
+            latest = due[-1]
+            for missed in due[:-1]:
+                if reports.store.record_run(schedule.id, missed, "skipped",
+                                            detail="missed while no scheduler was running"):
+                    counts["skipped"] += 1
+            if at - latest > grace:
+                if reports.store.record_run(schedule.id, latest, "skipped",
+                                            detail=f"missed by more than the grace of {grace}"):
+                    counts["skipped"] += 1
+                continue
+            outcome = fire(reports, schedule, latest)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        except Exception:  # one broken schedule must not stop the others
+            log.exception("schedule %s could not run", schedule.id)
+            counts["failed"] += 1
+    return counts
+
+
+def fire(reports, schedule: Schedule, fire_time: dt.datetime) -> str:
+    """Run ``schedule`` for ``fire_time`` unless that run exists; re-checks the owner's permission."""
+    if not reports.store.record_run(schedule.id, fire_time, "starting"):
+        return "duplicate"
+    owner = owner_principal(reports, schedule)
+    period = relative_period(schedule.period, fire_time, schedule.timezone)
+    body = {**{k: v for k, v in schedule.definition.items() if k != "period"}, "timezone": schedule.timezone,
+            "start_date": period.start.isoformat(), "end_date": period.end.isoformat()}
+    try:
+        if owner is None:
+            from .errors import PermissionDenied
+            raise PermissionDenied("the schedule's owner no longer has a valid API key")
+        reports.authorize(owner, "schedule.view", schedule)
+        report = reports.generate(owner, body, schedule_id=schedule.id)
+    except BotReportsError as exc:
+        state = "denied" if exc.status in (401, 403, 404) else "failed"
+        reports.store.update_run(schedule.id, fire_time, state=state, detail=exc.message)
+        reports.store.audit(org_id=schedule.org_id, actor=schedule.owner_id, action="schedule.run",
+                            resource_type="schedule", resource_id=schedule.id, result="denied"
+                            if state == "denied" else "error", details={"reason": exc.message})
+        log.warning("schedule %s at %s: %s", schedule.id, fire_time, exc.message)
+        return state
+    reports.store.update_run(schedule.id, fire_time, state="enqueued", report_id=report.id)
+    return "fired"
+
+
+def recent_runs(reports, schedule: Schedule, limit: int = 10) -> List[dict]:
+    return reports.store.runs_of(schedule.id, limit)

@@ -1,0 +1,380 @@
+"""XLSX export with openpyxl in write-only mode (rows stream to disk, memory stays flat).
+
+Sheets: ``Summary`` (the KPIs), one sheet per section table, one per chart
+(its data and a native Excel chart), ``Raw data`` (continued on ``Raw data (2)``
+beyond Excel's 1,048,576 rows), and ``About`` (the report's period, filters and
+notes). Cells are typed: numbers with number formats, percentages as %, dates
+and date-times (in the report's timezone) as Excel dates; header rows are
+frozen and columns sized. Text that a spreadsheet would take for a formula gets
+a leading ``'`` (see ``cell_safety``); numbers stay numbers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import re
+import tempfile
+from typing import Callable, List, Optional
+
+from ... import hookimpl
+from ...core.models import Exporter
+from ...core.scheduling import zone
+from .cell_safety import FORMULA_TRIGGERS
+from .chart_svg import PALETTE
+from .display_values import format_cell
+
+#: Excel's last row is 1,048,576: a header row and this many data rows fill one sheet.
+MAX_DATA_ROWS = 1_048_575
+MAX_CELL_TEXT = 32_767
+NUMBER_FORMATS = {
+    "integer": "#,##0",
+    "number": "#,##0.00",
+    "percent": "0.0%",
+    "duration": '#,##0.0" s"',
+    "date": "yyyy-mm-dd",
+    "datetime": "yyyy-mm-dd hh:mm:ss",
+}
+DEFAULT_WIDTHS = {"integer": 12, "number": 14, "percent": 10, "duration": 12, "date": 12, "datetime": 20,
+                  "text": 24}
+#: Characters XML 1.0 cannot hold (openpyxl refuses them): shown as U+FFFD instead.
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_TRIGGERS = frozenset(FORMULA_TRIGGERS)
+_END = object()
+
+
+def safe_text(value) -> str:
+    """Text for a cell: formula-safe, XML-safe, within Excel's length limit."""
+    text = value if isinstance(value, str) else str(value)
+    if text and text[0] in _TRIGGERS:
+        text = "'" + text
+    if _ILLEGAL.search(text):
+        text = _ILLEGAL.sub("\ufffd", text)
+    return text[:MAX_CELL_TEXT]
+
+
+class SheetNames:
+    """Unique, valid sheet names (31 characters, no ``[]:*?/\\``, case-insensitive)."""
+
+    def __init__(self):
+        self.used = set()
+
+    def __call__(self, wanted: str) -> str:
+        base = re.sub(r"[\[\]:*?/\\]", " ", wanted or "Sheet").strip().strip("'") or "Sheet"
+        base = base[:31]
+        name, number = base, 2
+        while name.lower() in self.used or name.lower() == "history":
+            suffix = f" ({number})"
+            name = base[: 31 - len(suffix)] + suffix
+            number += 1
+        self.used.add(name.lower())
+        return name
+
+
+def _local(timezone: str) -> Callable:
+    tz = zone(timezone)
+
+    def naive_local(value):
+        # Excel has no timezones: date-times are written as the report's local wall time.
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(tz).replace(tzinfo=None)
+    return naive_local
+
+
+def _parse_instant(value):
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+class RowWriter:
+    """Turns a table's rows into typed, styled, safe cells for one write-only sheet.
+
+    One styled cell per column is reused row after row: openpyxl writes each
+    row as it is appended, so the style is set once per column, not per cell.
+    """
+
+    def __init__(self, sheet, columns, timezone: str):
+        from openpyxl.cell import WriteOnlyCell
+
+        self.columns = columns
+        self.local = _local(timezone)
+        self.cells = []
+        for column in columns:
+            cell = WriteOnlyCell(sheet)
+            if column.type in NUMBER_FORMATS:
+                cell.number_format = NUMBER_FORMATS[column.type]
+            self.cells.append(cell)
+        self.kinds = [column.type for column in columns]
+
+    def row(self, values) -> list:
+        out = []
+        for value, kind, cell in zip(values, self.kinds, self.cells):
+            if value is None:
+                out.append(None)
+            elif isinstance(value, str):
+                if kind in ("datetime", "date"):
+                    parsed = _parse_instant(value)
+                    if parsed is not None:
+                        cell.value = self.local(parsed) if kind == "datetime" else parsed.date()
+                        out.append(cell)
+                        continue
+                out.append(safe_text(value))
+            elif isinstance(value, bool):
+                out.append(value)
+            elif isinstance(value, (int, float)):
+                if isinstance(value, float) and not math.isfinite(value):
+                    out.append(None)
+                    continue
+                # openpyxl prints numbers with "%.16g", which loses the 17th digit of some floats;
+                # repr is the shortest text that reads back as the very same float.
+                cell._value = repr(value) if isinstance(value, float) else str(value)
+                cell.data_type = "n"
+                out.append(cell)
+            elif isinstance(value, dt.datetime):
+                cell.value = self.local(value)
+                out.append(cell)
+            elif isinstance(value, dt.date):
+                cell.value = value
+                out.append(cell)
+            else:
+                out.append(safe_text(value))
+        return out
+
+
+def _header(sheet, labels):
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    cells = []
+    for label in labels:
+        cell = WriteOnlyCell(sheet, value=safe_text(label))
+        cell.font = Font(bold=True, color="FFFFFF")
+        cell.fill = PatternFill("solid", fgColor="1E3A8A")
+        cell.alignment = Alignment(vertical="center")
+        cell.border = Border(bottom=Side(style="thin", color="0F172A"))
+        cells.append(cell)
+    return cells
+
+
+def _widths(sheet, widths):
+    from openpyxl.utils import get_column_letter
+
+    for index, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = max(8, min(width, 60))
+
+
+def _table_widths(table, timezone: str, sample: Optional[list]) -> List[float]:
+    widths = []
+    for index, column in enumerate(table.columns):
+        width = max(len(column.label) + 2, DEFAULT_WIDTHS.get(column.type, 16) if sample is None else 8)
+        if sample:
+            longest = max((len(format_cell(row[index], column.type, timezone)) for row in sample), default=0)
+            width = max(width, longest + 2)
+        widths.append(width)
+    return widths
+
+
+def write_table(workbook, names: SheetNames, title: str, table, timezone: str) -> List[str]:
+    """One table on one sheet, or on several when it is longer than a sheet; returns the sheet names."""
+    rows = iter(table.rows)
+    sample = list(table.rows[:200]) if isinstance(table.rows, (list, tuple)) else None
+    widths = _table_widths(table, timezone, sample)
+    created = []
+    exhausted = False
+    while not exhausted:
+        sheet = workbook.create_sheet(names(title))
+        created.append(sheet.title)
+        sheet.freeze_panes = "A2"
+        _widths(sheet, widths)
+        sheet.append(_header(sheet, [c.label for c in table.columns]))
+        writer = RowWriter(sheet, table.columns, timezone)
+        append, convert = sheet.append, writer.row
+        written = 0
+        limit = MAX_DATA_ROWS
+        for row in rows:
+            append(convert(row))
+            written += 1
+            if written >= limit:
+                break
+        if written < limit:
+            exhausted = True
+        else:  # a full sheet: continue on the next one only if a row is left
+            following = next(rows, _END)
+            exhausted = following is _END
+            if not exhausted:
+                rows = itertools.chain([following], rows)
+    return created
+
+
+def write_chart(workbook, names: SheetNames, chart):
+    """The chart's data on its own sheet with a native Excel chart beside it."""
+    from openpyxl.chart import BarChart, LineChart, PieChart, Reference
+
+    sheet = workbook.create_sheet(names(chart.title))
+    sheet.freeze_panes = "A2"
+    series = list(chart.series)
+    _widths(sheet, [max(14, max((len(str(c)) for c in chart.categories), default=0) + 2)]
+            + [max(12, len(s.name) + 2) for s in series])
+    sheet.append(_header(sheet, [chart.x_label or "Category"] + [s.name for s in series]))
+    for index, category in enumerate(chart.categories):
+        values = []
+        for s in series:
+            value = s.values[index] if index < len(s.values) else None
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            values.append(value if ok else None)
+        sheet.append([safe_text(category)] + values)
+    count = len(chart.categories)
+    if chart.chart == "pie":
+        drawing = PieChart()
+    elif chart.chart == "line":
+        drawing = LineChart()
+    else:
+        drawing = BarChart()
+        drawing.type = "col"
+        if chart.chart == "stacked_bar":
+            drawing.grouping = "stacked"
+            drawing.overlap = 100
+    drawing.title = chart.title
+    drawing.width, drawing.height = 22, 11
+    data = Reference(sheet, min_col=2, max_col=1 + max(len(series), 1), min_row=1, max_row=1 + count)
+    drawing.add_data(data, titles_from_data=True)
+    drawing.set_categories(Reference(sheet, min_col=1, min_row=2, max_row=1 + count))
+    if chart.chart != "pie":
+        drawing.x_axis.title = chart.x_label or None
+        drawing.y_axis.title = chart.y_label or None
+        # openpyxl 3.1 marks axes deleted by default; Excel then draws none.
+        drawing.x_axis.delete = False
+        drawing.y_axis.delete = False
+        for index, item in enumerate(drawing.series):
+            colour = PALETTE[index % len(PALETTE)].lstrip("#")
+            if chart.chart == "line":
+                item.graphicalProperties.line.solidFill = colour
+                item.graphicalProperties.line.width = 22000
+                item.smooth = False
+            else:
+                item.graphicalProperties.solidFill = colour
+                item.graphicalProperties.line.solidFill = colour
+    drawing.legend.position = "b"
+    sheet.add_chart(drawing, f"{_column_letter(len(series) + 3)}2")
+
+
+def _column_letter(index: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(index)
+
+
+KPI_COLUMNS = ("Section", "Metric", "Value", "Unit", "Previous period", "Change")
+
+
+def _kpi_format(kpi) -> str:
+    unit = (kpi.unit or "").strip()
+    if unit == "%":
+        return "0.0%"
+    base = "#,##0" if isinstance(kpi.value, int) and isinstance(kpi.previous, (int, type(None))) else "#,##0.00"
+    return f'{base}" {unit}"' if unit and '"' not in unit else base
+
+
+def write_summary(workbook, names: SheetNames, document):
+    from openpyxl.cell import WriteOnlyCell
+
+    sheet = workbook.create_sheet(names("Summary"))
+    sheet.freeze_panes = "A2"
+    _widths(sheet, [26, 30, 16, 8, 16, 10])
+    sheet.append(_header(sheet, KPI_COLUMNS))
+    for section, block in document.blocks("kpis"):
+        for kpi in block.items:
+            row = [safe_text(section.title), safe_text(kpi.label)]
+            for value in (kpi.value, None, kpi.previous, kpi.change):
+                row.append(None)
+            number_format = _kpi_format(kpi)
+            for position, value, fmt in ((2, kpi.value, number_format), (4, kpi.previous, number_format),
+                                         (5, kpi.change, "+0.0%;-0.0%;0.0%")):
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    cell = WriteOnlyCell(sheet, value=value)
+                    cell.number_format = fmt
+                    row[position] = cell
+            row[3] = safe_text(kpi.unit) if kpi.unit else None
+            sheet.append(row)
+
+
+def write_about(workbook, names: SheetNames, document, notes: List[str], csv_note: Optional[str]):
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    from .display_values import period_text
+    from .document_html import filters_of
+
+    sheet = workbook.create_sheet(names("About"))
+    _widths(sheet, [22, 90])
+    local = _local(document.period.timezone)
+    title = WriteOnlyCell(sheet, value=safe_text(document.title))
+    title.font = Font(bold=True, size=14)
+    sheet.append([title])
+    rows = [("Report type", document.type), ("Period", period_text(document.period)),
+            ("Timezone", document.period.timezone)]
+    rows += [(label, value) for label, value in filters_of(document)]
+    rows += [("Generated at", local(document.generated_at)), ("Report ID", document.report_id),
+             ("Organisation", document.organization)]
+    if csv_note:
+        rows.append(("Raw data", csv_note))
+    for label, value in rows:
+        if value is None:
+            continue
+        if isinstance(value, dt.datetime):
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.number_format = NUMBER_FORMATS["datetime"]
+            value = cell
+        else:
+            value = safe_text(value)
+        sheet.append([safe_text(label), value])
+    for note in notes:
+        sheet.append([])
+        sheet.append(["Note", safe_text(note)])
+
+
+def export_xlsx(document, stream, options):
+    """Build the workbook (sheets stream to temporary files) and copy it to ``stream``."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
+    names = SheetNames()
+    tz = document.period.timezone
+    write_summary(workbook, names, document)
+    notes, raw_tables = [], []
+    for section in document.sections:
+        for block in section.blocks:
+            if block.kind == "table":
+                if block.raw:
+                    raw_tables.append(block)
+                else:
+                    write_table(workbook, names, block.title, block, tz)
+            elif block.kind == "chart":
+                write_chart(workbook, names, block)
+            elif block.kind == "text":
+                notes.append(block.markdown)
+    for table in raw_tables:
+        title = "Raw data" if len(raw_tables) == 1 else f"Raw data - {table.title}"
+        write_table(workbook, names, title, table, tz)
+    csv_note = None if raw_tables else "This report type has no raw-data table; each table has its own sheet."
+    write_about(workbook, names, document, notes, csv_note)
+    # The zip is assembled in a temporary file: openpyxl's zip writer wants a seekable file.
+    with tempfile.TemporaryFile() as spool:
+        workbook.save(spool)
+        spool.seek(0)
+        while True:
+            chunk = spool.read(1 << 20)
+            if not chunk:
+                break
+            stream.write(chunk)
+
+
+@hookimpl
+def register_exporters():
+    return Exporter("xlsx", ".xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    export_xlsx, "Excel", "A workbook: KPI summary, one sheet per table, native charts, raw data")

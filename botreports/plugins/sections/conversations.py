@@ -1,0 +1,207 @@
+"""Conversation sections: how conversations go, from length and outcome to
+intents, satisfaction and hand-offs to people (see docs/metrics.md)."""
+from __future__ import annotations
+
+from ... import hookimpl
+from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
+from ...core.scheduling import days_of
+from .kpi_math import rate, relative_change
+from .labels import bot_label, bot_names, pseudonym
+
+OUTCOMES = (("resolved", "Resolved"), ("abandoned", "Abandoned"), ("handed_off", "Handed off"), ("open", "Open"))
+
+
+def _minutes(ms):
+    return None if ms is None else round(ms / 60000, 2)
+
+
+def _summary_values(summary) -> dict:
+    total = summary["conversations"]
+    return {
+        "conversations": total,
+        "avg_messages": summary["avg_messages"],
+        "messages_p50": summary["messages_p50"],
+        "messages_p90": summary["messages_p90"],
+        "minutes_p50": _minutes(summary["duration_p50_ms"]),
+        "minutes_p90": _minutes(summary["duration_p90_ms"]),
+        "resolution_rate": rate(summary["resolved"], total),
+        "abandonment_rate": rate(summary["abandoned"], total),
+        "handoff_rate": rate(summary["handed_off"], total),
+    }
+
+
+SUMMARY_METRICS = (
+    ("conversations", "Conversations", ""),
+    ("avg_messages", "Average length", "messages"),
+    ("messages_p50", "Median length", "messages"),
+    ("messages_p90", "p90 length", "messages"),
+    ("minutes_p50", "Median duration", "min"),
+    ("minutes_p90", "p90 duration", "min"),
+    ("resolution_rate", "Resolution rate", "%"),
+    ("abandonment_rate", "Abandonment rate", "%"),
+    ("handoff_rate", "Hand-off rate", "%"),
+)
+
+
+def conversation_summary(ctx):
+    current = _summary_values(ctx.source.conversation_summary(ctx.scope))
+    previous = _summary_values(ctx.source.conversation_summary(ctx.scope.with_period(ctx.scope.period.previous())))
+    return [Kpis([Kpi(name, label, current[name], unit, previous[name], relative_change(current[name], previous[name]))
+                  for name, label, unit in SUMMARY_METRICS])]
+
+
+def conversation_outcomes(ctx):
+    found = {row["day"]: row for row in ctx.source.conversation_outcomes(ctx.scope)}
+    rows = []
+    for day in days_of(ctx.scope.period):
+        row = found.get(day, {})
+        counts = [row.get(key) or 0 for key, _ in OUTCOMES]
+        rows.append([day] + counts + [sum(counts), rate(counts[0], sum(counts))])
+    columns = [Column("day", "Day", "date")] + [Column(key, label, "integer") for key, label in OUTCOMES] + [
+        Column("conversations", "Conversations", "integer"), Column("resolution_rate", "Resolution rate", "percent")]
+    blocks = [Table("Outcomes per day (by day of start)", columns, rows)]
+    if ctx.include_charts:
+        blocks.append(Chart("Conversation outcomes per day", "stacked_bar", [row[0].isoformat() for row in rows],
+                            [Series(label, [row[1 + i] for row in rows]) for i, (_, label) in enumerate(OUTCOMES)],
+                            x_label="Day", y_label="Conversations"))
+    return blocks
+
+
+def top_conversations(ctx):
+    names = bot_names(ctx)
+    rows = [[row["id"], bot_label(names, row["bot_id"]), row["channel"], pseudonym(ctx, row["user_id"]),
+             row["started_at"], row["message_count"],
+             None if row["duration_ms"] is None else round(row["duration_ms"] / 1000, 3),
+             row["status"], row["satisfaction"]]
+            for row in ctx.source.top_conversations(ctx.scope, ctx.options["order_by"], ctx.options["limit"])]
+    title = "Conversations with most messages" if ctx.options["order_by"] == "messages" else "Longest conversations"
+    return [Table(title, (
+        Column("conversation_id", "Conversation", "text"), Column("bot", "Bot", "text"),
+        Column("channel", "Channel", "text"), Column("user", "User (pseudonym)", "text"),
+        Column("started_at", "Started", "datetime"), Column("messages", "Messages", "integer"),
+        Column("duration", "Duration", "duration"), Column("status", "Outcome", "text"),
+        Column("satisfaction", "CSAT", "integer")), rows)]
+
+
+def top_intents(ctx):
+    result = ctx.source.top_intents(ctx.scope, ctx.options["limit"])
+    if result is None:
+        return [Text("No intents: this data source does not record them.")]
+    rows = [[row["intent"], row["messages"], rate(row["messages"], result["total"]), row["conversations"],
+             row["users"]] for row in result["intents"]]
+    blocks = [Table("Top intents of incoming messages", (
+        Column("intent", "Intent", "text"), Column("messages", "Messages", "integer"),
+        Column("share", "Share", "percent"), Column("conversations", "Conversations", "integer"),
+        Column("users", "Users", "integer")), rows)]
+    if ctx.include_charts and rows:
+        blocks.append(Chart("Top intents", "bar", [row[0] for row in rows], [Series("Messages", [row[1] for row in rows])],
+                            x_label="Intent", y_label="Messages"))
+    return blocks
+
+
+def satisfaction_scores(ctx):
+    current = ctx.source.satisfaction(ctx.scope)
+    previous = ctx.source.satisfaction(ctx.scope.with_period(ctx.scope.period.previous()))
+
+    def values(result):
+        return {"average": result["average"], "rated": result["rated"],
+                "response_rate": rate(result["rated"], result["closed"]),
+                "csat": rate(result["distribution"][4] + result["distribution"][5], result["rated"])}
+
+    now, before = values(current), values(previous)
+    metrics = (("average", "Average score (1-5)", ""), ("csat", "CSAT (share of 4 and 5)", "%"),
+               ("rated", "Rated conversations", ""), ("response_rate", "Response rate", "%"))
+    blocks = [Kpis([Kpi(name, label, now[name], unit, before[name], relative_change(now[name], before[name]))
+                    for name, label, unit in metrics])]
+    distribution = current["distribution"]
+    blocks.append(Table("Score distribution", (
+        Column("score", "Score", "integer"), Column("conversations", "Conversations", "integer"),
+        Column("share", "Share", "percent")),
+        [[score, distribution[score], rate(distribution[score], current["rated"])] for score in range(1, 6)]))
+    found = {row["day"]: row for row in ctx.source.daily_satisfaction(ctx.scope)}
+    daily = [[day, found.get(day, {}).get("rated", 0), found.get(day, {}).get("average")]
+             for day in days_of(ctx.scope.period)]
+    blocks.append(Table("Satisfaction per day", (
+        Column("day", "Day", "date"), Column("rated", "Rated", "integer"), Column("average", "Average", "number")),
+        daily))
+    if ctx.include_charts:
+        blocks.append(Chart("Score distribution", "bar", [str(score) for score in range(1, 6)],
+                            [Series("Conversations", [distribution[score] for score in range(1, 6)])],
+                            x_label="Score", y_label="Conversations"))
+        blocks.append(Chart("Average satisfaction per day", "line", [row[0].isoformat() for row in daily],
+                            [Series("Average score", [row[2] for row in daily])], x_label="Day", y_label="Score"))
+    return blocks
+
+
+def handoffs(ctx):
+    names = bot_names(ctx)
+    blocks = []
+    for dimension, title, label in (("bot", "Hand-offs by bot", lambda key: bot_label(names, key)),
+                                    ("channel", "Hand-offs by channel", lambda key: key or "(none)")):
+        every = ctx.source.handoffs(ctx.scope, dimension)
+        if dimension == "bot":  # every conversation has one bot: the totals are the sums
+            total, handed = sum(r["conversations"] for r in every), sum(r["handed_off"] for r in every)
+            blocks.append(Text(f"{handed:,} of {total:,} conversations were handed off to a person "
+                               f"({(rate(handed, total) or 0):.1%})."))
+        rows = [[label(row["key"]), row["conversations"], row["handed_off"], rate(row["handed_off"], row["conversations"])]
+                for row in every[:ctx.options["limit"]]]
+        blocks.append(Table(title, (
+            Column(dimension, title.split(" by ")[1].capitalize(), "text"),
+            Column("conversations", "Conversations", "integer"), Column("handed_off", "Handed off", "integer"),
+            Column("handoff_rate", "Hand-off rate", "percent")), rows))
+    found = {row["day"]: row for row in ctx.source.conversation_outcomes(ctx.scope)}
+    if ctx.include_charts:
+        days = days_of(ctx.scope.period)
+        blocks.append(Chart("Hand-offs per day", "line", [day.isoformat() for day in days],
+                            [Series("Handed off", [found.get(day, {}).get("handed_off", 0) for day in days])],
+                            x_label="Day", y_label="Conversations"))
+    return blocks
+
+
+RAW_COLUMNS = (
+    Column("conversation_id", "Conversation", "text"), Column("bot_id", "Bot id", "text"),
+    Column("channel", "Channel", "text"), Column("user", "User (pseudonym)", "text"),
+    Column("started_at", "Started", "datetime"), Column("ended_at", "Ended", "datetime"),
+    Column("duration", "Duration", "duration"), Column("message_count", "Messages", "integer"),
+    Column("messages_in", "Messages in", "integer"), Column("messages_out", "Messages out", "integer"),
+    Column("errors", "Errored replies", "integer"), Column("avg_latency_ms", "Average reply latency (ms)", "number"),
+    Column("status", "Outcome", "text"), Column("satisfaction", "CSAT", "integer"),
+)
+
+
+def conversations_raw(ctx):
+    def rows():
+        for row in ctx.source.conversation_rows(ctx.scope):
+            yield [row["id"], row["bot_id"], row["channel"], pseudonym(ctx, row["user_id"]), row["started_at"],
+                   row["ended_at"], None if row["duration_ms"] is None else row["duration_ms"] / 1000,
+                   row["message_count"], row["messages_in"], row["messages_out"], row["errors"],
+                   row["avg_latency_ms"], row["status"], row["satisfaction"]]
+
+    return [Table("Conversations", RAW_COLUMNS, rows(), raw=True)]
+
+
+LIMIT = Option("int", 10, "How many rows to show", minimum=1, maximum=1000)
+
+
+@hookimpl
+def register_sections():
+    return [
+        Section("conversation_summary", "Conversation summary", conversation_summary,
+                "How many conversations, how long (median and p90, in messages and minutes) and how they "
+                "ended, with the change against the previous period."),
+        Section("conversation_outcomes", "Conversation outcomes", conversation_outcomes,
+                "Resolved, abandoned, handed-off and open conversations per local day of start."),
+        Section("top_conversations", "Top conversations", top_conversations,
+                "The longest conversations, or those with most messages.",
+                options={"order_by": Option("str", "messages", "Rank by", choices=("messages", "duration")),
+                         "limit": LIMIT}),
+        Section("top_intents", "Top intents", top_intents,
+                "The intents most often recognised in incoming messages.", options={"limit": LIMIT}),
+        Section("satisfaction_scores", "Satisfaction", satisfaction_scores,
+                "CSAT: the distribution of 1-5 scores, average, response rate and trend per day."),
+        Section("handoffs", "Hand-offs", handoffs,
+                "Conversations handed off to a person, per bot, per channel and per day.",
+                options={"limit": LIMIT}),
+        Section("conversations_raw", "Conversation data", conversations_raw,
+                "Raw data: one row per conversation with its metrics (what CSV and XLSX exports carry)."),
+    ]

@@ -1,0 +1,178 @@
+"""Performance sections: how fast and how reliably the bots answer, their
+LLM calls, traffic peaks and the health of the hosts (see docs/metrics.md)."""
+from __future__ import annotations
+
+from ... import hookimpl
+from ...core.datasource import PERCENTILES
+from ...core.models import Chart, Column, Kpi, Kpis, Section, Series, Table, Text
+from ...core.scheduling import days_of
+from .kpi_math import rate, relative_change
+from .labels import bot_label, bot_names
+
+PERCENTILE_COLUMNS = tuple(Column(f"p{p}_ms", f"p{p} (ms)", "integer") for p in PERCENTILES)
+
+
+def _latency_row(row):
+    return [row["replies"], row["avg_ms"]] + [row[f"p{p}_ms"] for p in PERCENTILES] + [row["max_ms"]]
+
+
+LATENCY_COLUMNS = ((Column("replies", "Replies", "integer"), Column("avg_ms", "Average (ms)", "number"))
+                   + PERCENTILE_COLUMNS + (Column("max_ms", "Max (ms)", "integer"),))
+
+
+def latency(ctx):
+    overall = (ctx.source.reply_latency(ctx.scope) or [None])[0]
+    previous = (ctx.source.reply_latency(ctx.scope.with_period(ctx.scope.period.previous())) or [None])[0]
+    keys = ["avg_ms"] + [f"p{p}_ms" for p in PERCENTILES]
+    labels = ["Average"] + [f"p{p}" for p in PERCENTILES]
+    blocks = [Kpis([Kpi(key, f"{label} reply latency", overall and overall[key], "ms", previous and previous[key],
+                        relative_change(overall and overall[key], previous and previous[key]))
+                    for key, label in zip(keys, labels)])]
+    found = {row["key"]: row for row in ctx.source.reply_latency(ctx.scope, "day")}
+    days = days_of(ctx.scope.period)
+    daily = [[day] + (_latency_row(found[day]) if day in found else [0] + [None] * (len(LATENCY_COLUMNS) - 1))
+             for day in days]
+    blocks.append(Table("Reply latency per day", (Column("day", "Day", "date"),) + LATENCY_COLUMNS, daily))
+    names = bot_names(ctx)
+    per_bot = [[bot_label(names, row["key"])] + _latency_row(row)
+               for row in ctx.source.reply_latency(ctx.scope, "bot")]
+    blocks.append(Table("Reply latency per bot", (Column("bot", "Bot", "text"),) + LATENCY_COLUMNS, per_bot))
+    if ctx.include_charts:
+        index = {p: 3 + i for i, p in enumerate(PERCENTILES)}
+        blocks.append(Chart("Reply latency per day", "line", [day.isoformat() for day in days],
+                            [Series(f"p{p}", [row[index[p]] for row in daily]) for p in (50, 95, 99)],
+                            x_label="Day", y_label="Milliseconds"))
+    return blocks
+
+
+ERROR_COLUMNS = (
+    Column("replies", "Replies", "integer"), Column("errors", "Errored replies", "integer"),
+    Column("error_rate", "Error rate", "percent"), Column("llm_calls", "LLM calls", "integer"),
+    Column("llm_failures", "LLM failures", "integer"), Column("llm_failure_rate", "LLM failure rate", "percent"),
+)
+
+
+def _error_row(row):
+    return [row["replies"], row["errors"], rate(row["errors"], row["replies"]), row["llm_calls"],
+            row["llm_failures"], rate(row["llm_failures"], row["llm_calls"])]
+
+
+def error_rates(ctx):
+    def values(scope):
+        rows = ctx.source.error_counts(scope)
+        row = rows[0] if rows else {"replies": 0, "errors": 0, "llm_calls": 0, "llm_failures": 0}
+        return {"errors": row["errors"], "error_rate": rate(row["errors"], row["replies"]),
+                "llm_failures": row["llm_failures"], "llm_failure_rate": rate(row["llm_failures"], row["llm_calls"])}
+
+    now, before = values(ctx.scope), values(ctx.scope.with_period(ctx.scope.period.previous()))
+    metrics = (("error_rate", "Error rate of replies", "%"), ("errors", "Errored replies", ""),
+               ("llm_failure_rate", "LLM failure rate", "%"), ("llm_failures", "LLM failures", ""))
+    blocks = [Kpis([Kpi(name, label, now[name], unit, before[name], relative_change(now[name], before[name]))
+                    for name, label, unit in metrics])]
+    found = {row["key"]: row for row in ctx.source.error_counts(ctx.scope, "day")}
+    zero = {"replies": 0, "errors": 0, "llm_calls": 0, "llm_failures": 0}
+    days = days_of(ctx.scope.period)
+    daily = [[day] + _error_row(found.get(day, zero)) for day in days]
+    blocks.append(Table("Errors per day", (Column("day", "Day", "date"),) + ERROR_COLUMNS, daily))
+    names = bot_names(ctx)
+    per_bot = [[bot_label(names, row["key"])] + _error_row(row) for row in ctx.source.error_counts(ctx.scope, "bot")]
+    per_bot.sort(key=lambda row: (-(row[3] or 0), row[0]))
+    blocks.append(Table("Errors per bot", (Column("bot", "Bot", "text"),) + ERROR_COLUMNS, per_bot))
+    if ctx.include_charts:
+        blocks.append(Chart("Error rate per day", "line", [day.isoformat() for day in days],
+                            [Series("Replies", [row[3] for row in daily]),
+                             Series("LLM calls", [row[6] for row in daily])], x_label="Day", y_label="Error rate"))
+    return blocks
+
+
+def llm_performance(ctx):
+    rows = [[row["model"], row["calls"], row["failures"], rate(row["failures"], row["calls"]), row["avg_ms"]]
+            + [row[f"p{p}_ms"] for p in PERCENTILES]
+            + [row["input_tokens"], row["output_tokens"], row["cost_usd"]]
+            for row in ctx.source.llm_performance(ctx.scope)]
+    blocks = [Table("LLM calls per model", (
+        Column("model", "Model", "text"), Column("calls", "Calls", "integer"),
+        Column("failures", "Failures", "integer"), Column("failure_rate", "Failure rate", "percent"),
+        Column("avg_ms", "Average latency (ms)", "number")) + PERCENTILE_COLUMNS + (
+        Column("input_tokens", "Input tokens", "integer"), Column("output_tokens", "Output tokens", "integer"),
+        Column("cost_usd", "Cost (USD)", "number")), rows)]
+    if ctx.include_charts and rows:
+        blocks.append(Chart("LLM cost per model", "pie", [row[0] for row in rows],
+                            [Series("Cost (USD)", [row[-1] for row in rows])]))
+    return blocks
+
+
+def throughput(ctx):
+    result = ctx.source.throughput(ctx.scope)
+    hours = max(ctx.scope.period.length.total_seconds() / 3600, 1e-9)
+    average = round(result["messages"] / hours, 3)
+    blocks = [Kpis([
+        Kpi("peak_minute_messages", "Peak messages per minute", result["peak_minute_messages"]),
+        Kpi("peak_hour_messages", "Peak messages per hour", result["peak_hour_messages"]),
+        Kpi("messages_per_hour", "Average messages per hour", average),
+        Kpi("active_hours", "Hours with traffic", result["active_hours"]),
+    ])]
+    rows = [["Busiest minute", result["peak_minute_at"], result["peak_minute_messages"]],
+            ["Busiest hour (local clock)", result["peak_hour_at"], result["peak_hour_messages"]]]
+    blocks.append(Table("Peaks", (Column("peak", "Peak", "text"), Column("starts_at", "Starts at", "datetime"),
+                                  Column("messages", "Messages", "integer")), rows))
+    return blocks
+
+
+def system_health(ctx):
+    hosts = ctx.source.system_health(ctx.scope)
+    if not hosts:
+        return [Text("No system samples in this period: the data source records none "
+                     "(botserver keeps them outside its database unless they are ingested).")]
+    rows = [[h["host"], h["samples"], h["cpu_avg"], h["cpu_max"], h["mem_avg"], h["mem_max"], h["requests"],
+             h["errors"], rate(h["errors"], h["requests"]), h["p95_avg_ms"], h["p95_max_ms"]] for h in hosts]
+    blocks = [Table("Hosts", (
+        Column("host", "Host", "text"), Column("samples", "Samples", "integer"),
+        Column("cpu_avg", "CPU avg (%)", "number"), Column("cpu_max", "CPU max (%)", "number"),
+        Column("mem_avg", "Memory avg (%)", "number"), Column("mem_max", "Memory max (%)", "number"),
+        Column("requests", "Requests", "integer"), Column("errors", "Errors", "integer"),
+        Column("error_rate", "Error rate", "percent"), Column("p95_avg_ms", "p95 avg (ms)", "number"),
+        Column("p95_max_ms", "p95 max (ms)", "number")), rows)]
+    if ctx.include_charts:
+        found = {row["day"]: row for row in ctx.source.daily_system_health(ctx.scope) or []}
+        days = days_of(ctx.scope.period)
+        blocks.append(Chart("CPU and memory per day (average over hosts)", "line", [d.isoformat() for d in days],
+                            [Series("CPU %", [found.get(d, {}).get("cpu_avg") for d in days]),
+                             Series("Memory %", [found.get(d, {}).get("mem_avg") for d in days])],
+                            x_label="Day", y_label="%"))
+    return blocks
+
+
+RAW_COLUMNS = (
+    Column("hour_start", "Hour (local clock)", "datetime"), Column("bot_id", "Bot id", "text"),
+    Column("messages_in", "Messages in", "integer"), Column("replies", "Replies", "integer"),
+    Column("errors", "Errored replies", "integer"), Column("avg_latency_ms", "Average latency (ms)", "number"),
+    Column("max_latency_ms", "Max latency (ms)", "integer"), Column("llm_calls", "LLM calls", "integer"),
+    Column("llm_failures", "LLM failures", "integer"), Column("tokens", "LLM tokens", "integer"),
+)
+
+
+def performance_raw(ctx):
+    def rows():
+        for row in ctx.source.performance_rows(ctx.scope):
+            yield [row[c.name] for c in RAW_COLUMNS]
+
+    return [Table("Performance per bot per hour", RAW_COLUMNS, rows(), raw=True)]
+
+
+@hookimpl
+def register_sections():
+    return [
+        Section("latency", "Reply latency", latency,
+                "Exact p50, p90, p95 and p99 of bot reply latency: overall, per day and per bot."),
+        Section("error_rates", "Error rates", error_rates,
+                "Errored replies and failed LLM calls, per day and per bot."),
+        Section("llm_performance", "LLM performance", llm_performance,
+                "Per model: calls, failures, latency percentiles, tokens and cost."),
+        Section("throughput", "Throughput", throughput,
+                "Peak messages per minute and per local clock hour, and the average rate."),
+        Section("system_health", "System health", system_health,
+                "CPU, memory, requests, errors and p95 latency of each host, from system samples."),
+        Section("performance_raw", "Performance data", performance_raw,
+                "Raw data: one row per bot per local hour (what CSV and XLSX exports carry)."),
+    ]

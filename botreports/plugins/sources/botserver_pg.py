@@ -1,0 +1,611 @@
+"""The botserver data source: the section queries answered from botserver's
+own PostgreSQL tables (``postgresql://...`` URLs), aggregated in PostgreSQL.
+
+Read-only transactions on a connection pool, a statement timeout, named
+parameters only. What botserver does not record (message intents, per-message
+error flags, system samples) is answered with None: the sections show "no
+data" for it. See docs/data_sources.md for the mapping.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+import os
+import re
+import threading
+import uuid
+from typing import Dict, Iterator, List, Optional, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ... import hookimpl
+from ...core.datasource import PERCENTILES
+from ...core.errors import ReportFailed
+from ...core.models import DataSourceFactory, Scope
+from .botserver_custom import compile_metric, order_groups
+from .botserver_views import (AUDIT_EVENTS, CONVERSATIONS, LLM_CALLS, local, local_day, local_hour_start,
+                              messages_view, scope_params, scope_where)
+
+log = logging.getLogger("botreports.botserver")
+
+#: What botserver keeps nowhere in PostgreSQL; the source answers None for these.
+UNRECORDED = frozenset({"messages.intent", "messages.is_error", "system_samples"})
+#: Options of a ``postgresql://`` URL read by botreports, not by libpq.
+URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max")
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+DEFAULT_POOL_MAX = 4
+#: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
+#: nearest rank ceil(p * n / 100) whatever the float rounding of p/100 * n.
+FRACTIONS = [p / 100 - 1e-9 for p in PERCENTILES]
+#: Text sorts by code point, as in SQLite and Python, whatever the database's collation.
+BINARY = 'COLLATE "C"'
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def parse_duration_ms(text) -> int:
+    """``30000``, ``30s``, ``500ms`` or ``2min`` -> milliseconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*(ms|s|min)?\s*", str(text))
+    if not match:
+        raise ValueError(f"statement_timeout must be milliseconds or a duration like 30s, not {text!r}")
+    value, unit = int(match.group(1)), match.group(2) or "ms"
+    return value * {"ms": 1, "s": 1000, "min": 60_000}[unit]
+
+
+def split_url(url: str):
+    """``(libpq URL, our options)``: the scheme's ``+suffix`` and our query options removed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme == "postgres":
+        scheme = "postgresql"
+    ours, theirs = {}, []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in URL_OPTIONS:
+            ours[name] = value
+        else:
+            theirs.append((name, value))
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), parts.fragment)), ours
+
+
+def _plain(value):
+    """Database values as the other sources give them: text ids, ints, floats, UTC datetimes."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.timezone.utc)
+    return value
+
+
+def _stats(value: str) -> str:
+    """count, average, min, max and the percentiles of ``value`` (one array column)."""
+    return (f"count({value}), sum({value})::float8 / nullif(count({value}), 0), min({value}), max({value}),"
+            f" percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY {value})")
+
+
+def _stats_row(count, avg, low, high, picks, suffix: str = "_ms") -> dict:
+    picks = picks or [None] * len(PERCENTILES)
+    row = {f"avg{suffix}": None if avg is None else round(avg, 3), f"min{suffix}": low, f"max{suffix}": high}
+    row.update({f"p{p}{suffix}": _plain(v) for p, v in zip(PERCENTILES, picks)})
+    return row
+
+
+DURATION = "(extract(epoch FROM (ended_at - started_at)) * 1000)::bigint"
+STATUSES = ("resolved", "abandoned", "handed_off", "open")
+
+
+class BotserverAnalytics:
+    """Answers the section queries from botserver's PostgreSQL database (read-only)."""
+
+    name = "botserver_pg"
+    unrecorded = UNRECORDED
+
+    def __init__(self, url: str, *, statement_timeout_ms: Optional[int] = None, schema: Optional[str] = None,
+                 pool_min: int = 1, pool_max: Optional[int] = None):
+        self.conninfo, options = split_url(url)
+        timeout = statement_timeout_ms if statement_timeout_ms is not None else options.get(
+            "statement_timeout", os.environ.get("BOTREPORTS_PG_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT_MS))
+        self.statement_timeout_ms = parse_duration_ms(timeout)
+        self.schema = schema or options.get("schema") or os.environ.get("BOTREPORTS_PG_SCHEMA") or None
+        if self.schema is not None and not IDENTIFIER.match(self.schema):
+            raise ValueError(f"schema must be a plain PostgreSQL identifier, not {self.schema!r}")
+        self.pool_min = int(options.get("pool_min", pool_min))
+        self.pool_max = int(options.get("pool_max", pool_max or os.environ.get("BOTREPORTS_PG_POOL_SIZE")
+                                        or DEFAULT_POOL_MAX))
+        self._pool = None
+        self._lock = threading.Lock()
+
+    # -- connections ----------------------------------------------------
+
+    def _connect_options(self) -> str:
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = conninfo_to_dict(self.conninfo).get("options") or ""
+        # Every transaction is read-only: a report can never change botserver's data.
+        ours = [f"-c statement_timeout={self.statement_timeout_ms}", "-c default_transaction_read_only=on",
+                "-c TimeZone=UTC", "-c application_name=botreports"]
+        if self.schema:
+            ours.append(f"-c search_path={self.schema}")
+        return " ".join([given] + ours).strip()
+
+    @property
+    def pool(self):
+        with self._lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
+
+                def configure(conn):
+                    conn.read_only = True
+
+                self._pool = ConnectionPool(
+                    self.conninfo, min_size=min(self.pool_min, self.pool_max), max_size=self.pool_max,
+                    kwargs={"options": self._connect_options()}, configure=configure, timeout=15,
+                    name="botreports-botserver", open=True)
+            return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def _timed_out(self, exc) -> ReportFailed:
+        log.warning("botserver query cancelled after %d ms: %s", self.statement_timeout_ms, exc)
+        return ReportFailed(
+            f"an analytics query on botserver's database ran longer than the statement timeout of "
+            f"{self.statement_timeout_ms / 1000:g} s and was cancelled; choose a shorter period or fewer "
+            f"sections, or raise statement_timeout (BOTREPORTS_PG_STATEMENT_TIMEOUT)")
+
+    def query(self, sql: str, params=None) -> List[tuple]:
+        """Rows of one read-only query with named or positional parameters."""
+        import psycopg
+
+        try:
+            with self.pool.connection() as conn:
+                with conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    rows = cur.fetchall() if cur.description else []
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._timed_out(exc) from None  # final: a retry would be as slow
+        return [tuple(_plain(v) for v in row) for row in rows]
+
+    def stream(self, sql: str, params=None, size: int = 2000) -> Iterator[tuple]:
+        """Rows of one query through a server-side cursor, ``size`` at a time (raw-data tables)."""
+        import psycopg
+
+        try:
+            with self.pool.connection() as conn:
+                with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
+                    cur.itersize = size
+                    cur.execute(sql, params)
+                    for row in cur:
+                        yield tuple(_plain(v) for v in row)
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._timed_out(exc) from None  # final: a retry would be as slow
+
+    def _params(self, scope: Scope, **extra) -> dict:
+        return {**scope_params(scope), "fractions": FRACTIONS, **extra}
+
+    # -- usage ----------------------------------------------------------
+
+    def usage_totals(self, scope: Scope) -> Dict[str, float]:
+        """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
+        p = self._params(scope)
+        row = self.query(
+            f"SELECT (SELECT count(*) FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}),"
+            f" m.*, l.* FROM (SELECT count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
+            f" count(DISTINCT user_id) FILTER (WHERE direction = 'in') FROM {messages_view(scope)} m"
+            f" WHERE {scope_where(scope, 'created_at', alias='m')}) m,"
+            f" (SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
+            f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}) l", p)[0]
+        conversations, messages_in, messages_out, active, calls, tokens, cost = row
+        return {"conversations": conversations, "messages_in": messages_in, "messages_out": messages_out,
+                "active_users": active, "new_users": sum(n for _, n in self._first_seen(scope)),
+                "llm_calls": calls, "tokens": tokens, "cost_usd": round(cost, 6)}
+
+    def _first_seen(self, scope: Scope) -> List[tuple]:
+        """``[(local day, users first seen that day)]`` for users new in the period."""
+        where = scope_where(scope, None, alias="m", period=False)
+        return self.query(
+            f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(created_at) AS first"
+            f" FROM {messages_view(scope)} m WHERE {where} AND direction = 'in' AND created_at < %(end)s"
+            f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day", self._params(scope))
+
+    def daily_usage(self, scope: Scope) -> List[dict]:
+        """Per local day: conversations, messages in/out, active users and new users."""
+        p = self._params(scope)
+        days: Dict[dt.date, dict] = {}
+
+        def day(d):
+            return days.setdefault(d, {"conversations": 0, "messages_in": 0, "messages_out": 0,
+                                       "active_users": 0, "new_users": 0})
+
+        for d, count in self.query(
+                f"SELECT {local_day('started_at')} AS day, count(*) FROM {CONVERSATIONS} c"
+                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day", p):
+            day(d)["conversations"] = count
+        for d, messages_in, messages_out, active in self.query(
+                f"SELECT {local_day('created_at')} AS day, count(*) FILTER (WHERE direction = 'in'),"
+                f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
+                f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY day", p):
+            day(d).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
+        for d, count in self._first_seen(scope):
+            day(d)["new_users"] = count
+        return [{"day": d, **values} for d, values in sorted(days.items())]
+
+    def activity_grid(self, scope: Scope) -> List[dict]:
+        """Per local weekday (0 = Monday) and hour: messages in/out and conversations started."""
+        p = self._params(scope)
+        cells: Dict[tuple, dict] = {}
+
+        def cell(key):
+            return cells.setdefault(key, {"messages_in": 0, "messages_out": 0, "conversations": 0})
+
+        weekday = "(extract(isodow FROM {t})::int - 1)"
+        hour = "extract(hour FROM {t})::int"
+        t = local("created_at")
+        for wd, hr, messages_in, messages_out in self.query(
+                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FILTER (WHERE direction = 'in'),"
+                f" count(*) FILTER (WHERE direction = 'out') FROM {messages_view(scope)} m"
+                f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY wd, hr", p):
+            cell((wd, hr)).update(messages_in=messages_in, messages_out=messages_out)
+        t = local("started_at")
+        for wd, hr, count in self.query(
+                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FROM {CONVERSATIONS} c"
+                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY wd, hr", p):
+            cell((wd, hr))["conversations"] = count
+        return [{"weekday": wd, "hour": hr, **values} for (wd, hr), values in sorted(cells.items())]
+
+    def usage_breakdown(self, scope: Scope, dimension: str) -> List[dict]:
+        """Per bot or channel: conversations, messages, active users, tokens and cost; busiest first."""
+        if dimension not in ("bot", "channel"):
+            raise ValueError(f"dimension must be bot or channel, not {dimension!r}")
+        key = "bot_id" if dimension == "bot" else "channel"
+        p = self._params(scope)
+        rows: Dict[str, dict] = {}
+
+        def row(k):
+            return rows.setdefault(k, {"key": k, "conversations": 0, "messages_in": 0, "messages_out": 0,
+                                       "active_users": 0, "tokens": 0, "cost_usd": 0.0})
+
+        for k, count in self.query(
+                f"SELECT {key}, count(*) FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+                f" GROUP BY {key}", p):
+            row(k)["conversations"] = count
+        for k, messages_in, messages_out, active in self.query(
+                f"SELECT {key}, count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
+                f" count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
+                f" FROM {messages_view(scope, need_channel=dimension == 'channel')} m"
+                f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY {key}", p):
+            row(k).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
+        if dimension == "bot":
+            llm = (f"SELECT l.bot_id, coalesce(sum(l.input_tokens + l.output_tokens), 0), coalesce(sum(l.cost_usd), 0)"
+                   f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+                   f" GROUP BY l.bot_id")
+        else:
+            llm = (f"SELECT c.channel, coalesce(sum(l.input_tokens + l.output_tokens), 0), coalesce(sum(l.cost_usd), 0)"
+                   f" FROM {LLM_CALLS} l LEFT JOIN {CONVERSATIONS} c ON c.id = l.conversation_id"
+                   f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY c.channel")
+        for k, tokens, cost in self.query(llm, p):
+            row(k).update(tokens=tokens, cost_usd=round(cost, 6))
+        return sorted(rows.values(), key=lambda r: (-r["messages_in"], -r["conversations"], str(r["key"])))
+
+    def top_users(self, scope: Scope, limit: int) -> List[dict]:
+        """The ``limit`` users with most incoming messages."""
+        rows = self.query(
+            f"SELECT t.user_id, t.n, (SELECT count(*) FROM {CONVERSATIONS} c"
+            f" WHERE {scope_where(scope, 'started_at', alias='c')} AND c.user_id = t.user_id), t.first, t.last"
+            f" FROM (SELECT user_id, count(*) AS n, min(created_at) AS first, max(created_at) AS last"
+            f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+            f" AND direction = 'in' GROUP BY user_id ORDER BY n DESC, user_id LIMIT %(limit)s) t"
+            f" ORDER BY t.n DESC, t.user_id", self._params(scope, limit=int(limit)))
+        return [{"user_id": u, "messages_in": n, "conversations": c, "first_at": first, "last_at": last}
+                for u, n, c, first, last in rows]
+
+    def bot_names(self, scope: Scope) -> Dict[str, str]:
+        """``{bot_id: name}`` of the scope's organisation (every bot for the system scope)."""
+        where = "org_id = %(org)s::uuid" if scope.org_id is not None else "TRUE"
+        return dict(self.query(f"SELECT id, name FROM bots WHERE {where} ORDER BY id", self._params(scope)))
+
+    def usage_rows(self, scope: Scope) -> Iterator[dict]:
+        """One row per bot per local day, ordered by day then bot."""
+        p = self._params(scope)
+        rows: Dict[tuple, dict] = {}
+
+        def row(d, bot):
+            return rows.setdefault((d, bot), {"day": d, "bot_id": bot, "conversations": 0, "messages_in": 0,
+                                              "messages_out": 0, "active_users": 0, "errors": None,
+                                              "tokens": 0, "cost_usd": 0.0})
+
+        for d, bot, count in self.query(
+                f"SELECT {local_day('started_at')} AS day, bot_id, count(*) FROM {CONVERSATIONS} c"
+                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day, bot_id", p):
+            row(d, bot)["conversations"] = count
+        for d, bot, messages_in, messages_out, active in self.query(
+                f"SELECT {local_day('created_at')} AS day, bot_id, count(*) FILTER (WHERE direction = 'in'),"
+                f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
+                f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+                f" GROUP BY day, bot_id", p):
+            row(d, bot).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
+        for d, bot, tokens, cost in self.query(
+                f"SELECT {local_day('created_at')} AS day, bot_id, coalesce(sum(input_tokens + output_tokens), 0),"
+                f" coalesce(sum(cost_usd), 0) FROM {LLM_CALLS} l"
+                f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY day, bot_id", p):
+            row(d, bot).update(tokens=tokens, cost_usd=round(cost, 6))
+        return iter([rows[key] for key in sorted(rows)])
+
+    # -- conversations --------------------------------------------------
+
+    def conversation_summary(self, scope: Scope) -> dict:
+        """Outcomes, message counts and durations of the conversations started in the scope."""
+        p = self._params(scope)
+        where = scope_where(scope, "started_at", alias="c")
+        counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
+        row = self.query(
+            f"SELECT count(*), {counts}, sum(message_count)::float8 / nullif(count(message_count), 0),"
+            f" percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY message_count),"
+            f" count(ended_at), percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY {DURATION})"
+            f" FROM {CONVERSATIONS} c WHERE {where}", p)[0]
+        total, resolved, abandoned, handed_off, open_, avg_messages, message_picks, ended, duration_picks = row
+        message_picks = dict(zip(PERCENTILES, message_picks or [None] * len(PERCENTILES)))
+        duration_picks = dict(zip(PERCENTILES, duration_picks or [None] * len(PERCENTILES)))
+        return {"conversations": total, "resolved": resolved, "abandoned": abandoned, "handed_off": handed_off,
+                "open": open_, "avg_messages": None if avg_messages is None else round(avg_messages, 3),
+                "messages_p50": message_picks[50], "messages_p90": message_picks[90], "ended": ended,
+                "duration_p50_ms": duration_picks[50], "duration_p90_ms": duration_picks[90]}
+
+    def conversation_outcomes(self, scope: Scope) -> List[dict]:
+        """Per local day of start: conversations by outcome."""
+        counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
+        rows = self.query(
+            f"SELECT {local_day('started_at')} AS day, {counts} FROM {CONVERSATIONS} c"
+            f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
+        return [{"day": r[0], **dict(zip(STATUSES, r[1:]))} for r in rows]
+
+    def top_conversations(self, scope: Scope, order_by: str, limit: int) -> List[dict]:
+        """The longest conversations (``duration``) or those with most messages (``messages``)."""
+        if order_by not in ("duration", "messages"):
+            raise ValueError(f"order_by must be duration or messages, not {order_by!r}")
+        order = (f"coalesce({DURATION}, -1) DESC" if order_by == "duration"
+                 else "coalesce(message_count, 0) DESC")
+        rows = self.query(
+            f"SELECT id, bot_id, channel, user_id, started_at, {DURATION} AS duration_ms, message_count, status,"
+            f" satisfaction FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+            f" ORDER BY {order}, started_at, id LIMIT %(limit)s", self._params(scope, limit=int(limit)))
+        names = ("id", "bot_id", "channel", "user_id", "started_at", "duration_ms", "message_count", "status",
+                 "satisfaction")
+        return [dict(zip(names, r)) for r in rows]
+
+    def top_intents(self, scope: Scope, limit: int) -> Optional[dict]:
+        """None: botserver's message_history has no intent column."""
+        return None
+
+    def satisfaction(self, scope: Scope) -> dict:
+        """Closed and rated conversations, the average rating and its distribution."""
+        picks = ", ".join(f"count(*) FILTER (WHERE satisfaction = {n})" for n in range(1, 6))
+        row = self.query(
+            f"SELECT count(*) FILTER (WHERE status <> 'open'), count(satisfaction),"
+            f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0), {picks}"
+            f" FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}", self._params(scope))[0]
+        closed, rated, average, *distribution = row
+        return {"closed": closed, "rated": rated, "average": None if average is None else round(average, 4),
+                "distribution": {n: count for n, count in zip(range(1, 6), distribution)}}
+
+    def daily_satisfaction(self, scope: Scope) -> List[dict]:
+        """Per local day of start with ratings: how many and their average."""
+        rows = self.query(
+            f"SELECT {local_day('started_at')} AS day, count(satisfaction),"
+            f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0) FROM {CONVERSATIONS} c"
+            f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
+        return [{"day": d, "rated": n, "average": None if avg is None else round(avg, 4)} for d, n, avg in rows]
+
+    def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
+        """Per bot or channel: conversations and hand-offs to a human, most hand-offs first."""
+        if dimension not in ("bot", "channel"):
+            raise ValueError(f"dimension must be bot or channel, not {dimension!r}")
+        key = "bot_id" if dimension == "bot" else "channel"
+        rows = self.query(
+            f"SELECT {key}, count(*), count(*) FILTER (WHERE status = 'handed_off') FROM {CONVERSATIONS} c"
+            f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY {key}", self._params(scope))
+        result = [{"key": k, "conversations": n, "handed_off": h} for k, n, h in rows]
+        return sorted(result, key=lambda r: (-r["handed_off"], r["key"] is not None, str(r["key"])))
+
+    def conversation_rows(self, scope: Scope) -> Iterator[dict]:
+        """One row per conversation started in the scope, ordered by start."""
+        names = ("id", "bot_id", "channel", "user_id", "started_at", "ended_at", "duration_ms", "message_count",
+                 "status", "satisfaction", "messages_in", "messages_out", "errors", "avg_latency_ms")
+        sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, {DURATION},"
+               f" c.message_count, c.status, c.satisfaction, coalesce(m.messages_in, 0), coalesce(m.messages_out, 0),"
+               f" NULL::int, m.avg_latency FROM {CONVERSATIONS} c LEFT JOIN LATERAL ("
+               f" SELECT count(*) FILTER (WHERE role = 1) AS messages_in, count(*) FILTER (WHERE role = 2) AS messages_out,"
+               f" sum(processing_time_ms) FILTER (WHERE role = 2)::float8"
+               f" / nullif(count(processing_time_ms) FILTER (WHERE role = 2), 0) AS avg_latency"
+               f" FROM message_history WHERE session_id = c.id) m ON TRUE"
+               f" WHERE {scope_where(scope, 'started_at', alias='c')} ORDER BY c.started_at, c.id")
+        for row in self.stream(sql, self._params(scope)):
+            record = dict(zip(names, row))
+            if record["avg_latency_ms"] is not None:
+                record["avg_latency_ms"] = round(record["avg_latency_ms"], 3)
+            yield record
+
+    # -- performance ----------------------------------------------------
+
+    def _group_key(self, group: Optional[str], time_column: str) -> str:
+        return {None: "NULL::text", "day": local_day(time_column), "bot": "bot_id", "channel": "channel"}[group]
+
+    def reply_latency(self, scope: Scope, group: Optional[str] = None) -> List[dict]:
+        """Latency of bot replies per group: count, average, min, max and percentiles."""
+        if group not in (None, "day", "bot", "channel"):
+            raise ValueError(f"group must be day, bot or channel, not {group!r}")
+        rows = self.query(
+            f"SELECT {self._group_key(group, 'created_at')} AS k, {_stats('latency_ms')}"
+            f" FROM {messages_view(scope, need_channel=group == 'channel')} m"
+            f" WHERE {scope_where(scope, 'created_at', alias='m')} AND direction = 'out' AND latency_ms IS NOT NULL"
+            f" GROUP BY k", self._params(scope))
+        result = [{"key": k, "replies": n, **_stats_row(n, avg, low, high, picks)}
+                  for k, n, avg, low, high, picks in rows]
+        return sorted(result, key=lambda r: (r["key"] is None, r["key"] if group == "day" else str(r["key"])))
+
+    def error_counts(self, scope: Scope, group: Optional[str] = None) -> List[dict]:
+        """Per group: replies and LLM calls with their failures; reply errors are not recorded (None)."""
+        if group not in (None, "day", "bot", "channel"):
+            raise ValueError(f"group must be day, bot or channel, not {group!r}")
+        p = self._params(scope)
+        rows: Dict = {}
+
+        def row(k):
+            return rows.setdefault(k, {"key": k, "replies": 0, "errors": None, "llm_calls": 0, "llm_failures": 0})
+
+        for k, replies in self.query(
+                f"SELECT {self._group_key(group, 'created_at')} AS k, count(*)"
+                f" FROM {messages_view(scope, need_channel=group == 'channel')} m"
+                f" WHERE {scope_where(scope, 'created_at', alias='m')} AND direction = 'out' GROUP BY k", p):
+            row(k)["replies"] = replies
+        if group == "channel":
+            llm = (f"SELECT c.channel AS k, count(*), count(*) FILTER (WHERE NOT l.success) FROM {LLM_CALLS} l"
+                   f" LEFT JOIN {CONVERSATIONS} c ON c.id = l.conversation_id"
+                   f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY k")
+        else:
+            llm = (f"SELECT {self._group_key(group, 'created_at')} AS k, count(*), count(*) FILTER (WHERE NOT success)"
+                   f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+                   f" GROUP BY k")
+        for k, calls, failures in self.query(llm, p):
+            row(k).update(llm_calls=calls, llm_failures=failures)
+        return sorted(rows.values(), key=lambda r: (r["key"] is None, str(r["key"])))
+
+    def llm_performance(self, scope: Scope) -> List[dict]:
+        """Per model: calls, failures, tokens, cost and latency percentiles; most calls first."""
+        rows = self.query(
+            f"SELECT model, count(*), count(*) FILTER (WHERE NOT success), coalesce(sum(input_tokens), 0),"
+            f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0), {_stats('latency_ms')}"
+            f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+            f" GROUP BY model ORDER BY count(*) DESC, model {BINARY}", self._params(scope))
+        result = []
+        for model, calls, failures, tokens_in, tokens_out, cost, _n, avg, low, high, picks in rows:
+            stats = _stats_row(_n, avg, low, high, picks)
+            stats.pop("min_ms"), stats.pop("max_ms")
+            result.append({"model": model, "calls": calls, "failures": failures, "input_tokens": tokens_in,
+                           "output_tokens": tokens_out, "cost_usd": round(cost, 6), **stats})
+        return result
+
+    def throughput(self, scope: Scope) -> dict:
+        """Messages, the busiest minute and local hour (earliest on a tie), and active hours."""
+        p = self._params(scope)
+        view, where = messages_view(scope), scope_where(scope, "created_at", alias="m")
+        total, active = self.query(
+            f"SELECT count(*), count(DISTINCT {local_hour_start('created_at')}) FROM {view} m WHERE {where}", p)[0]
+        minute = self.query(
+            f"SELECT date_trunc('minute', created_at) AS k, count(*) FROM {view} m WHERE {where}"
+            f" GROUP BY k ORDER BY count(*) DESC, k LIMIT 1", p)
+        hour = self.query(
+            f"SELECT {local_hour_start('created_at')} AS k, count(*) FROM {view} m WHERE {where}"
+            f" GROUP BY k ORDER BY count(*) DESC, k LIMIT 1", p)
+        minute_at, minute_n = minute[0] if minute else (None, 0)
+        hour_at, hour_n = hour[0] if hour else (None, 0)
+        return {"messages": total, "peak_minute_at": minute_at, "peak_minute_messages": minute_n,
+                "peak_hour_at": hour_at, "peak_hour_messages": hour_n, "active_hours": active}
+
+    def system_health(self, scope: Scope) -> Optional[List[dict]]:
+        """None: botserver writes system metrics to InfluxDB, not PostgreSQL."""
+        return None
+
+    def daily_system_health(self, scope: Scope) -> Optional[List[dict]]:
+        """None: botserver writes system metrics to InfluxDB, not PostgreSQL."""
+        return None
+
+    def performance_rows(self, scope: Scope) -> Iterator[dict]:
+        """One row per bot per local hour, ordered by hour then bot."""
+        p = self._params(scope)
+        rows: Dict[tuple, dict] = {}
+
+        def row(hour, bot):
+            return rows.setdefault((hour, bot), {
+                "hour_start": hour, "bot_id": bot, "messages_in": 0, "replies": 0, "errors": None,
+                "avg_latency_ms": None, "max_latency_ms": None, "llm_calls": 0, "llm_failures": 0, "tokens": 0})
+
+        for hour, bot, messages_in, replies, avg, high in self.query(
+                f"SELECT {local_hour_start('created_at')} AS h, bot_id, count(*) FILTER (WHERE direction = 'in'),"
+                f" count(*) FILTER (WHERE direction = 'out'), sum(latency_ms)::float8 / nullif(count(latency_ms), 0),"
+                f" max(latency_ms) FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+                f" GROUP BY h, bot_id", p):
+            row(hour, bot).update(messages_in=messages_in, replies=replies,
+                                  avg_latency_ms=None if avg is None else round(avg, 3), max_latency_ms=high)
+        for hour, bot, calls, failures, tokens in self.query(
+                f"SELECT {local_hour_start('created_at')} AS h, bot_id, count(*), count(*) FILTER (WHERE NOT success),"
+                f" coalesce(sum(input_tokens + output_tokens), 0) FROM {LLM_CALLS} l"
+                f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY h, bot_id", p):
+            row(hour, bot).update(llm_calls=calls, llm_failures=failures, tokens=tokens)
+        return iter([rows[key] for key in sorted(rows)])
+
+    # -- compliance -----------------------------------------------------
+
+    def _audit_where(self, scope: Scope, period: bool = True) -> str:
+        return scope_where(scope, "created_at", alias="a", channel="none", period=period)
+
+    def audit_summary(self, scope: Scope) -> List[dict]:
+        """Events per action and result, most first."""
+        rows = self.query(
+            f"SELECT action, result, count(*) FROM {AUDIT_EVENTS} a WHERE {self._audit_where(scope)}"
+            f" GROUP BY action, result ORDER BY count(*) DESC, action {BINARY}, result {BINARY}",
+            self._params(scope))
+        return [{"action": a, "result": r, "events": n} for a, r, n in rows]
+
+    def audit_denials(self, scope: Scope, limit: int) -> List[dict]:
+        """Per actor with denied events: denials, the actions denied (sorted), the last denial; most first."""
+        rows = self.query(
+            f"SELECT actor, count(*), array_agg(DISTINCT action), max(created_at) FROM {AUDIT_EVENTS} a"
+            f" WHERE {self._audit_where(scope)} AND result = 'denied' GROUP BY actor"
+            f" ORDER BY count(*) DESC, actor {BINARY} LIMIT %(limit)s", self._params(scope, limit=int(limit)))
+        return [{"actor": a, "denials": n, "actions": sorted(k), "last_at": last} for a, n, k, last in rows]
+
+    AUDIT_COLUMNS = ("created_at", "actor", "action", "resource_type", "resource_id", "result", "bot_id", "ip")
+
+    def audit_events(self, scope: Scope, *, actions: Optional[Sequence[str]] = None,
+                     results: Optional[Sequence[str]] = None, limit: int = 100) -> List[dict]:
+        """The latest events first, optionally only some actions or results."""
+        where = self._audit_where(scope)
+        if actions:
+            where += " AND action = ANY(%(actions)s::text[])"
+        if results:
+            where += " AND result = ANY(%(results)s::text[])"
+        rows = self.query(
+            f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {AUDIT_EVENTS} a WHERE {where}"
+            f" ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+            self._params(scope, actions=list(actions or []), results=list(results or []), limit=int(limit)))
+        return [dict(zip(self.AUDIT_COLUMNS, r)) for r in rows]
+
+    def retention_overview(self, scope: Scope, cutoff: dt.datetime) -> List[dict]:
+        """Per bot, conversations started before ``cutoff`` (whatever the period)."""
+        rows = self.query(
+            f"SELECT bot_id, count(*), min(started_at) FROM {CONVERSATIONS} c"
+            f" WHERE {scope_where(scope, None, alias='c', period=False)} AND started_at < %(cutoff)s"
+            f" GROUP BY bot_id ORDER BY count(*) DESC, bot_id", self._params(scope, cutoff=cutoff))
+        return [{"bot_id": b, "conversations": n, "oldest_at": oldest} for b, n, oldest in rows]
+
+    def audit_rows(self, scope: Scope) -> Iterator[dict]:
+        """One row per audit event in the scope, oldest first."""
+        sql = (f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {AUDIT_EVENTS} a WHERE {self._audit_where(scope)}"
+               f" ORDER BY created_at, id")
+        return (dict(zip(self.AUDIT_COLUMNS, row)) for row in self.stream(sql, self._params(scope)))
+
+    # -- custom metrics -------------------------------------------------
+
+    def custom_metric(self, scope: Scope, metric) -> Optional[List[dict]]:
+        """A validated ``MetricQuery`` compiled to SQL; None when it needs what botserver does not record."""
+        compiled = compile_metric(scope, metric)
+        if compiled is None:
+            return None
+        sql, extra = compiled
+        rows = order_groups(metric, self.query(sql, self._params(scope, **extra)))
+        return [{"group": g, "value": round(v, 6) if isinstance(v, float) else v} for g, v in rows]
+
+
+def open_botserver(url: str) -> BotserverAnalytics:
+    return BotserverAnalytics(url)
+
+
+@hookimpl
+def register_data_sources():
+    description = "botserver's PostgreSQL database (read-only; needs the postgres extra)"
+    return [DataSourceFactory(scheme="postgresql", open=open_botserver, description=description),
+            DataSourceFactory(scheme="postgres", open=open_botserver, description=description)]

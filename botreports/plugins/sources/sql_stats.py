@@ -1,0 +1,42 @@
+"""SQL for exact statistics that SQLite has no function for.
+
+Percentiles are computed from a per-group histogram of exact values
+(``GROUP BY group, value``) and a running sum over it: the nearest-rank
+percentile is the smallest value whose cumulative count reaches
+``ceil(p * n / 100)``, i.e. ``cum * 100 >= p * n``. The histogram is read
+from a covering index in value order, so the cost is a scan of the index,
+and the sort happens over distinct values (a few thousand), not events.
+This is PostgreSQL's ``percentile_disc``, value for value.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ...core.datasource import PERCENTILES
+
+
+def percentile_sql(table: str, value: str, group: str, where: str,
+                   percentiles: Sequence[int] = PERCENTILES) -> str:
+    """``SELECT g, n, avg, min, max, p...`` per group ``group`` of the non-null ``value``s.
+
+    ``where`` is a parameterised clause; the query takes the group's and the
+    where clause's parameters, in that order.
+    """
+    picks = ", ".join(f"min(CASE WHEN cum * 100 >= n * {int(p)} THEN v END)" for p in percentiles)
+    return (
+        f"WITH h AS (SELECT {group} AS g, {value} AS v, count(*) AS c FROM {table}"
+        f" WHERE {where} AND {value} IS NOT NULL GROUP BY g, v),"
+        f" r AS (SELECT g, v, c, sum(c) OVER (PARTITION BY g ORDER BY v ROWS UNBOUNDED PRECEDING) AS cum,"
+        f" sum(c) OVER (PARTITION BY g) AS n FROM h)"
+        f" SELECT g, max(n), sum(v * c) * 1.0 / max(n), min(v), max(v), {picks} FROM r GROUP BY g"
+    )
+
+
+def percentile_row(row: Sequence, percentiles: Sequence[int] = PERCENTILES, suffix: str = "_ms") -> dict:
+    """A row of ``percentile_sql`` -> ``{key, count, avg, min, max, p50, ...}`` (with ``suffix``)."""
+    key, n, avg, low, high, *values = row
+    result = {"key": key, "count": n, f"avg{suffix}": None if avg is None else round(avg, 3),
+              f"min{suffix}": low, f"max{suffix}": high}
+    for p, value in zip(percentiles, values):
+        result[f"p{p}{suffix}"] = value
+    return result

@@ -1,0 +1,124 @@
+"""Conversation queries of the SQLite source: outcomes, lengths, intents,
+satisfaction, hand-offs and the per-conversation raw rows. Mixed into
+``SqliteAnalytics``; every query groups in SQLite."""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List
+
+from ...core.datasource import BREAKDOWNS
+from ...core.models import Scope
+from .sql_stats import percentile_row, percentile_sql
+from .sql_time import day_from_number, instant_from_ms, local_day_sql
+
+STATUSES = ("resolved", "abandoned", "handed_off", "open")
+_KEYS = {"bot": "bot_id", "channel": "channel"}
+
+
+class ConversationQueries:
+    """Conversation sections' queries (see ``core.datasource.AnalyticsSource``)."""
+
+    def conversation_summary(self, scope: Scope) -> dict:
+        where, params = self.scoped("conversations", scope)
+        counts = ", ".join(f"coalesce(sum(status = '{s}'), 0)" for s in STATUSES)
+        total, *by_status, avg_messages, ended = self.query(
+            f"SELECT count(*), {counts}, avg(message_count), count(ended_at) FROM conversations WHERE {where}",
+            params)[0]
+        result = {"conversations": total, **dict(zip(STATUSES, by_status)),
+                  "avg_messages": None if avg_messages is None else round(avg_messages, 3), "ended": ended}
+        lengths = self.query(percentile_sql("conversations", "message_count", "0", where, (50, 90)), params)
+        stats = percentile_row(lengths[0], (50, 90), "") if lengths else {}
+        result.update(messages_p50=stats.get("p50"), messages_p90=stats.get("p90"))
+        durations = self.query(percentile_sql("conversations", "(ended_at - started_at)", "0", where, (50, 90)),
+                               params)
+        stats = percentile_row(durations[0], (50, 90)) if durations else {}
+        result.update(duration_p50_ms=stats.get("p50_ms"), duration_p90_ms=stats.get("p90_ms"))
+        return result
+
+    def conversation_outcomes(self, scope: Scope) -> List[dict]:
+        where, params = self.scoped("conversations", scope)
+        day_sql, day_params = local_day_sql("started_at", scope.period)
+        counts = ", ".join(f"sum(status = '{s}')" for s in STATUSES)
+        return [{"day": day_from_number(day), **dict(zip(STATUSES, values))}
+                for day, *values in self.query(
+                    f"SELECT {day_sql} AS d, {counts} FROM conversations WHERE {where} GROUP BY d ORDER BY d",
+                    day_params + params)]
+
+    def top_conversations(self, scope: Scope, order_by: str, limit: int) -> List[dict]:
+        if order_by not in ("messages", "duration"):
+            raise ValueError("order_by must be messages or duration")
+        where, params = self.scoped("conversations", scope)
+        order = ("coalesce(message_count, 0) DESC" if order_by == "messages"
+                 else "coalesce(ended_at - started_at, -1) DESC")
+        return [{"id": id_, "bot_id": bot, "channel": channel, "user_id": user,
+                 "started_at": instant_from_ms(started), "duration_ms": duration, "message_count": count,
+                 "status": status, "satisfaction": satisfaction}
+                for id_, bot, channel, user, started, duration, count, status, satisfaction in self.query(
+                    f"SELECT id, bot_id, channel, user_id, started_at, ended_at - started_at, message_count,"
+                    f" status, satisfaction FROM conversations WHERE {where} ORDER BY {order}, started_at, id"
+                    f" LIMIT ?", params + [int(limit)])]
+
+    def top_intents(self, scope: Scope, limit: int) -> dict:
+        where, params = self.scoped("messages", scope)
+        where += " AND direction = 'in' AND intent IS NOT NULL"
+        total = self.query(f"SELECT count(*) FROM messages WHERE {where}", params)[0][0]
+        intents = [{"intent": intent, "messages": n, "conversations": conversations, "users": users}
+                   for intent, n, conversations, users in self.query(
+                       f"SELECT intent, count(*) AS n, count(DISTINCT conversation_id), count(DISTINCT user_id)"
+                       f" FROM messages WHERE {where} GROUP BY intent ORDER BY n DESC, intent LIMIT ?",
+                       params + [int(limit)])]
+        return {"total": total, "intents": intents}
+
+    def satisfaction(self, scope: Scope) -> dict:
+        where, params = self.scoped("conversations", scope)
+        closed, rated, total = self.query(
+            f"SELECT coalesce(sum(status != 'open'), 0), count(satisfaction), sum(satisfaction)"
+            f" FROM conversations WHERE {where}", params)[0]
+        distribution = {score: 0 for score in range(1, 6)}
+        for score, n in self.query(
+                f"SELECT satisfaction, count(*) FROM conversations WHERE {where} AND satisfaction IS NOT NULL"
+                f" GROUP BY satisfaction", params):
+            distribution[int(score)] = n
+        return {"closed": closed, "rated": rated, "distribution": distribution,
+                "average": round(total / rated, 4) if rated else None}
+
+    def daily_satisfaction(self, scope: Scope) -> List[dict]:
+        where, params = self.scoped("conversations", scope)
+        day_sql, day_params = local_day_sql("started_at", scope.period)
+        return [{"day": day_from_number(day), "rated": rated,
+                 "average": round(total / rated, 4) if rated else None}
+                for day, rated, total in self.query(
+                    f"SELECT {day_sql} AS d, count(satisfaction), sum(satisfaction) FROM conversations"
+                    f" WHERE {where} GROUP BY d ORDER BY d", day_params + params)]
+
+    def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
+        if dimension not in BREAKDOWNS:
+            raise ValueError(f"dimension must be one of {', '.join(BREAKDOWNS)}")
+        key = _KEYS[dimension]
+        where, params = self.scoped("conversations", scope)
+        return [{"key": value, "conversations": n, "handed_off": handed}
+                for value, n, handed in self.query(
+                    f"SELECT {key}, count(*), sum(status = 'handed_off') AS h FROM conversations"
+                    f" WHERE {where} GROUP BY 1 ORDER BY h DESC, 1", params)]
+
+    def conversation_rows(self, scope: Scope) -> Iterator[dict]:
+        where, params = self.scoped("conversations", scope, alias="c")
+        # One index walk per conversation (messages_conversation) instead of grouping every message.
+        cursor = self.conn.execute(
+            f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count, c.status,"
+            f" c.satisfaction,"
+            f" (SELECT sum(m.direction = 'in') || ',' || sum(m.direction = 'out') || ','"
+            f"  || coalesce(sum(m.is_error), 0) || ',' || coalesce(avg(m.latency_ms), '')"
+            f"  FROM messages m WHERE m.conversation_id = c.id)"
+            f" FROM conversations c WHERE {where} ORDER BY c.started_at, c.id", params)
+        for id_, bot, channel, user, started, ended, count, status, satisfaction, packed in cursor:
+            m_in = m_out = errors = 0
+            latency = None
+            if packed:
+                parts = packed.split(",")
+                m_in, m_out, errors = int(parts[0] or 0), int(parts[1] or 0), int(parts[2] or 0)
+                latency = round(float(parts[3]), 3) if parts[3] else None
+            yield {"id": id_, "bot_id": bot, "channel": channel, "user_id": user,
+                   "started_at": instant_from_ms(started), "ended_at": instant_from_ms(ended),
+                   "duration_ms": None if ended is None else ended - started, "message_count": count,
+                   "status": status, "satisfaction": satisfaction, "messages_in": m_in, "messages_out": m_out,
+                   "errors": errors, "avg_latency_ms": latency}

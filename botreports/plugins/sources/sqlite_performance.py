@@ -1,0 +1,150 @@
+"""Performance queries of the SQLite source: reply latency percentiles, error
+rates, LLM calls per model, throughput peaks, system health and the
+per-bot-per-hour raw rows. Mixed into ``SqliteAnalytics``."""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional
+
+from ...core.datasource import LATENCY_GROUPS
+from ...core.models import Scope
+from .sql_stats import percentile_row, percentile_sql
+from .sql_time import day_from_number, instant_from_ms, local_day_sql, local_hour_sql
+
+_COLUMNS = {"bot": "bot_id", "channel": "channel"}
+
+
+class PerformanceQueries:
+    """Performance sections' queries (see ``core.datasource.AnalyticsSource``)."""
+
+    def _group(self, scope: Scope, group: Optional[str], column: str):
+        """``(sql, params, to_key)`` of a grouping of ``column``'s table."""
+        if group not in LATENCY_GROUPS:
+            raise ValueError(f"group must be one of {', '.join(map(str, LATENCY_GROUPS))}")
+        if group is None:
+            return "NULL", [], lambda value: None
+        if group == "day":
+            sql, params = local_day_sql(column, scope.period)
+            return sql, params, day_from_number
+        return _COLUMNS[group], [], lambda value: value
+
+    def reply_latency(self, scope: Scope, group: Optional[str] = None) -> List[dict]:
+        where, params = self.scoped("messages", scope)
+        group_sql, group_params, to_key = self._group(scope, group, "created_at")
+        rows = self.query(percentile_sql("messages", "latency_ms", group_sql, f"{where} AND direction = 'out'"),
+                          group_params + params)
+        result = []
+        for row in sorted(rows, key=lambda r: (r[0] is None, r[0])):
+            stats = percentile_row(row)
+            stats["key"] = to_key(stats["key"])
+            stats["replies"] = stats.pop("count")
+            result.append(stats)
+        return result
+
+    def error_counts(self, scope: Scope, group: Optional[str] = None) -> List[dict]:
+        rows: Dict = {}
+
+        def row(key):
+            return rows.setdefault(key, {"key": key, "replies": 0, "errors": 0, "llm_calls": 0, "llm_failures": 0})
+
+        where, params = self.scoped("messages", scope)
+        group_sql, group_params, to_key = self._group(scope, group, "created_at")
+        for key, replies, errors in self.query(
+                f"SELECT {group_sql} AS g, count(*), coalesce(sum(is_error), 0) FROM messages"
+                f" WHERE {where} AND direction = 'out' GROUP BY g", group_params + params):
+            row(key).update(replies=replies, errors=errors)
+        failures = "count(*), coalesce(sum(l.success = 0), 0)"
+        if group in (None, "day"):
+            where, params = self.scoped("llm_calls", scope, alias="l")
+            group_sql, group_params, _ = self._group(scope, group, "l.created_at")
+            llm = self.query(f"SELECT {group_sql} AS g, {failures} FROM llm_calls l WHERE {where} GROUP BY g",
+                             group_params + params)
+        else:
+            llm = self.llm_grouped(scope, _COLUMNS[group], failures)
+        for key, calls, failed in llm:
+            row(key).update(llm_calls=calls, llm_failures=failed)
+        ordered = sorted(rows.values(), key=lambda r: (r["key"] is None, str(r["key"])))
+        return [{**r, "key": to_key(r["key"])} for r in ordered]
+
+    def llm_performance(self, scope: Scope) -> List[dict]:
+        where, params = self.scoped("llm_calls", scope)
+        latency = {row[0]: percentile_row(row) for row in self.query(
+            percentile_sql("llm_calls", "latency_ms", "model", where), params)}
+        result = []
+        for model, calls, failures, tokens_in, tokens_out, cost in self.query(
+                f"SELECT model, count(*) AS n, coalesce(sum(success = 0), 0), coalesce(sum(input_tokens), 0),"
+                f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where}"
+                f" GROUP BY model ORDER BY n DESC, model", params):
+            stats = latency.get(model, {})
+            result.append({"model": model, "calls": calls, "failures": failures, "input_tokens": tokens_in,
+                           "output_tokens": tokens_out, "cost_usd": round(cost, 6),
+                           **{k: stats.get(k) for k in ("avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms")}})
+        return result
+
+    def throughput(self, scope: Scope) -> dict:
+        where, params = self.scoped("messages", scope)
+        minute = self.query(
+            f"SELECT created_at / 60000 AS m, count(*) AS n FROM messages WHERE {where}"
+            f" GROUP BY m ORDER BY n DESC, m LIMIT 1", params)
+        hour_sql, hour_params = local_hour_sql("created_at", scope.period)
+        hours = self.query(
+            f"SELECT h, n, count(*) OVER (), sum(n) OVER () FROM"
+            f" (SELECT {hour_sql} AS h, count(*) AS n FROM messages WHERE {where} GROUP BY h)"
+            f" ORDER BY n DESC, h LIMIT 1", hour_params + params)
+        result = {"messages": 0, "peak_minute_at": None, "peak_minute_messages": 0, "peak_hour_at": None,
+                  "peak_hour_messages": 0, "active_hours": 0}
+        if minute:
+            result.update(peak_minute_at=instant_from_ms(minute[0][0] * 60000), peak_minute_messages=minute[0][1])
+        if hours:
+            at, n, active, total = hours[0]
+            result.update(peak_hour_at=instant_from_ms(at), peak_hour_messages=n, active_hours=active,
+                          messages=total)
+        return result
+
+    def system_health(self, scope: Scope) -> List[dict]:
+        where, params = self.scoped("system_samples", scope)
+        keys = ("host", "samples", "cpu_avg", "cpu_max", "mem_avg", "mem_max", "requests", "errors",
+                "p95_avg_ms", "p95_max_ms")
+        rows = self.query(
+            f"SELECT host, count(*), avg(cpu_pct), max(cpu_pct), avg(mem_pct), max(mem_pct),"
+            f" coalesce(sum(requests), 0), coalesce(sum(errors), 0), avg(p95_ms), max(p95_ms)"
+            f" FROM system_samples WHERE {where} GROUP BY host ORDER BY host", params)
+        return [dict(zip(keys, [_round(v) for v in row])) for row in rows]
+
+    def daily_system_health(self, scope: Scope) -> List[dict]:
+        where, params = self.scoped("system_samples", scope)
+        day_sql, day_params = local_day_sql("created_at", scope.period)
+        return [{"day": day_from_number(day), "cpu_avg": _round(cpu), "mem_avg": _round(mem),
+                 "requests": requests, "errors": errors}
+                for day, cpu, mem, requests, errors in self.query(
+                    f"SELECT {day_sql} AS d, avg(cpu_pct), avg(mem_pct), coalesce(sum(requests), 0),"
+                    f" coalesce(sum(errors), 0) FROM system_samples WHERE {where} GROUP BY d ORDER BY d",
+                    day_params + params)]
+
+    def performance_rows(self, scope: Scope) -> Iterator[dict]:
+        cells: Dict[tuple, dict] = {}
+
+        def cell(hour, bot):
+            return cells.setdefault((hour, bot), {
+                "hour_start": instant_from_ms(hour), "bot_id": bot, "messages_in": 0, "replies": 0, "errors": 0,
+                "avg_latency_ms": None, "max_latency_ms": None, "llm_calls": 0, "llm_failures": 0, "tokens": 0})
+
+        where, params = self.scoped("messages", scope)
+        hour_sql, hour_params = local_hour_sql("created_at", scope.period)
+        for hour, bot, m_in, replies, errors, avg, high in self.query(
+                f"SELECT {hour_sql} AS h, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
+                f" coalesce(sum(is_error), 0), avg(latency_ms), max(latency_ms) FROM messages WHERE {where}"
+                f" GROUP BY h, bot_id", hour_params + params):
+            cell(hour, bot).update(messages_in=m_in, replies=replies, errors=errors,
+                                   avg_latency_ms=None if avg is None else round(avg, 3), max_latency_ms=high)
+        where, params = self.scoped("llm_calls", scope)
+        for hour, bot, calls, failures, tokens in self.query(
+                f"SELECT {hour_sql} AS h, bot_id, count(*), coalesce(sum(success = 0), 0),"
+                f" coalesce(sum(input_tokens + output_tokens), 0) FROM llm_calls WHERE {where}"
+                f" GROUP BY h, bot_id", hour_params + params):
+            cell(hour, bot).update(llm_calls=calls, llm_failures=failures, tokens=tokens)
+        for key in sorted(cells):
+            yield cells[key]
+
+
+def _round(value):
+    return round(value, 3) if isinstance(value, float) else value

@@ -1,0 +1,199 @@
+"""Schedules with a controllable clock: validation, local fire times across DST,
+one run per fire time with two schedulers, catch-up after downtime, and the
+owner's permission checked again at run time."""
+import datetime as dt
+import threading
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from botreports import Reports, ValidationError, hookimpl
+from botreports.core import schedules
+from botreports.testing import registered
+
+UTC = dt.timezone.utc
+WEEKLY = {"type": "usage", "format": "json", "cron": "0 8 * * 1", "timezone": "America/New_York",
+          "period": "previous_week", "recipients": []}
+
+
+class Clock:
+    """The scheduler's "now", moved by hand."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock(dt.datetime(2025, 3, 1, tzinfo=UTC))
+    monkeypatch.setattr(schedules, "now", clock)
+    return clock
+
+
+def runs(reports, schedule_id):
+    return reports.store.db.execute(
+        "SELECT fire_time, state, report_id, detail FROM schedule_runs WHERE schedule_id = ? ORDER BY fire_time",
+        [schedule_id]).fetchall()
+
+
+def tick_through(reports, start, end, step):
+    at = start
+    while at <= end:
+        reports.run_due_schedules(at)
+        at += step
+
+
+def test_weekly_schedule_fires_at_8am_new_york_across_dst(reports, principal_factory, clock):
+    admin = principal_factory("admin")
+    schedule = reports.create_schedule(admin, WEEKLY)
+    assert schedule.next_run_at == dt.datetime(2025, 3, 3, 13, tzinfo=UTC)  # 08:00 EST
+    tick_through(reports, clock.now, dt.datetime(2025, 3, 18, tzinfo=UTC), dt.timedelta(minutes=30))
+    done = runs(reports, schedule.id)
+    assert [(r[0], r[1]) for r in done] == [("2025-03-03T13:00:00.000000Z", "enqueued"),
+                                            ("2025-03-10T12:00:00.000000Z", "enqueued"),  # 08:00 EDT
+                                            ("2025-03-17T12:00:00.000000Z", "enqueued")]
+    # Each run reported on the previous local week, Monday to Monday in New York.
+    first = reports.get(admin, done[1][2])
+    assert first.state == "completed" and first.schedule_id == schedule.id
+    ny = ZoneInfo("America/New_York")
+    start = dt.datetime.fromisoformat(first.parameters["start_date"].replace("Z", "+00:00")).astimezone(ny)
+    end = dt.datetime.fromisoformat(first.parameters["end_date"].replace("Z", "+00:00")).astimezone(ny)
+    assert (start.date(), end.date(), start.hour, end.hour) == (dt.date(2025, 3, 3), dt.date(2025, 3, 10), 0, 0)
+    view = reports.schedule_info(admin, schedule.id)
+    assert view["next_run_at"] == "2025-03-24T12:00:00Z"
+    assert view["next_run_at_local"] == "2025-03-24T08:00:00-04:00"
+    assert [run["state"] for run in view["last_runs"]] == ["enqueued"] * 3
+
+
+def test_time_skipped_by_dst_fires_once_at_three_local(reports, principal_factory, clock):
+    clock.now = dt.datetime(2025, 3, 28, 12, tzinfo=UTC)
+    schedule = reports.create_schedule(principal_factory("admin"), {
+        **WEEKLY, "cron": "30 2 * * *", "timezone": "Europe/Berlin", "period": "previous_day"})
+    tick_through(reports, clock.now, dt.datetime(2025, 3, 31, 12, tzinfo=UTC), dt.timedelta(minutes=10))
+    berlin = ZoneInfo("Europe/Berlin")
+    fired = [dt.datetime.fromisoformat(r[0].replace("Z", "+00:00")).astimezone(berlin) for r in
+             runs(reports, schedule.id)]
+    assert [f.strftime("%d %H:%M") for f in fired] == ["29 02:30", "30 03:00", "31 02:30"]
+    assert reports.store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 3
+
+
+def test_two_schedulers_produce_one_run(reports, principal_factory, clock, tmp_path):
+    schedule = reports.create_schedule(principal_factory("admin"), WEEKLY)
+    other = Reports(data_dir=reports.data_dir, load_entrypoints=False, queue="immediate")
+    at = dt.datetime(2025, 3, 3, 13, 0, 20, tzinfo=UTC)
+    barrier = threading.Barrier(4)
+    instances = [reports, other, reports, other]
+
+    def tick(instance):
+        barrier.wait()
+        instance.run_due_schedules(at)
+
+    threads = [threading.Thread(target=tick, args=(i,)) for i in instances]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    other.close()
+    assert [(r[0], r[1]) for r in runs(reports, schedule.id)] == [("2025-03-03T13:00:00.000000Z", "enqueued")]
+    assert reports.store.db.execute("SELECT count(*) FROM reports WHERE schedule_id = ?",
+                                    [schedule.id]).fetchone()[0] == 1
+
+
+def test_downtime_produces_one_catch_up_run_and_records_the_skipped(reports, principal_factory, clock):
+    hourly = reports.create_schedule(principal_factory("admin"), {**WEEKLY, "cron": "0 * * * *",
+                                                                  "timezone": "UTC"})
+    assert hourly.next_run_at == dt.datetime(2025, 3, 1, 1, tzinfo=UTC)
+    reports.run_due_schedules(dt.datetime(2025, 3, 1, 6, 20, tzinfo=UTC))  # down from 00:00 to 06:20
+    got = runs(reports, hourly.id)
+    assert [(r[0][11:16], r[1]) for r in got] == [("01:00", "skipped"), ("02:00", "skipped"),
+                                                  ("03:00", "skipped"), ("04:00", "skipped"),
+                                                  ("05:00", "skipped"), ("06:00", "enqueued")]
+    assert reports.store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
+    assert reports.store.get_schedule(hourly.id).next_run_at == dt.datetime(2025, 3, 1, 7, tzinfo=UTC)
+    # Beyond the grace period even the latest missed run is only recorded as skipped.
+    reports.settings.schedule_grace = 10
+    reports.run_due_schedules(dt.datetime(2025, 3, 1, 9, 30, tzinfo=UTC))
+    late = runs(reports, hourly.id)[-3:]
+    assert [(r[0][11:16], r[1]) for r in late] == [("07:00", "skipped"), ("08:00", "skipped"),
+                                                   ("09:00", "skipped")]
+    assert "grace" in late[-1][3]
+    assert reports.store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 1
+
+
+def test_revoked_owner_key_stops_the_runs(reports, clock):
+    from botreports import RequestInfo
+    plain, key = reports.create_api_key("org-acme", "report_admin")
+    owner = reports.authenticate(RequestInfo(headers={"X-API-Key": plain}))
+    schedule = reports.create_schedule(owner, WEEKLY)
+    reports.store.db.execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", [key.id])
+    reports.run_due_schedules(dt.datetime(2025, 3, 3, 13, 1, tzinfo=UTC))
+    (fire_time, state, report_id, detail), = runs(reports, schedule.id)
+    assert (state, report_id) == ("denied", None)
+    assert "API key" in detail
+    assert reports.store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
+
+
+def test_permission_is_asked_again_at_run_time(reports, principal_factory, clock):
+    asked = []
+
+    class NoMoreReports:
+        @hookimpl
+        def authorize(self, principal, action, resource):
+            asked.append((principal.id, action))
+            return False if action == "report.generate" and principal.via == "schedule" else None
+
+    admin = principal_factory("report_admin")
+    schedule = reports.create_schedule(admin, WEEKLY)
+    with registered(reports, NoMoreReports()):
+        reports.run_due_schedules(dt.datetime(2025, 3, 3, 13, 1, tzinfo=UTC))
+    assert runs(reports, schedule.id)[0][1] == "denied"
+    assert (admin.id, "report.generate") in asked
+
+
+@pytest.mark.parametrize("change,field,words", [
+    ({"cron": "*/2 * * * *"}, "cron", "minimum interval is 5 minutes"),
+    ({"cron": "0 8 * * FUNDAY"}, "cron", "day of week field"),
+    ({"cron": "0 8 * *"}, "cron", "5 fields"),
+    ({"timezone": "Mars/Olympus"}, "timezone", "unknown timezone"),
+    ({"period": "last_year"}, "period", "previous_day"),
+    ({"recipients": ["ok@example.com", "nope"]}, "recipients", "item 1"),
+    ({"recipients": [f"u{i}@example.com" for i in range(21)]}, "recipients", "at most 20"),
+    ({"webhooks": ["ftp://example.com/x"]}, "webhooks", "http"),
+    ({"subject": "two\nlines"}, "subject", "one line"),
+    ({"enabled": "yes"}, "enabled", "true or false"),
+    ({"start_date": "2025-01-01"}, "start_date", "relative period"),
+    ({"format": "docx"}, "format", "unknown format"),
+])
+def test_bad_schedule_is_a_400_naming_the_field(reports, principal_factory, change, field, words):
+    with pytest.raises(ValidationError) as caught:
+        reports.create_schedule(principal_factory("admin"), {**WEEKLY, **change})
+    problems = {d["field"]: d["problem"] for d in caught.value.details}
+    assert field in problems and words in problems[field], problems
+
+
+def test_minimum_interval_and_recipient_cap_are_configurable(tmp_path, principal_factory):
+    rk = Reports(data_dir=tmp_path, load_entrypoints=False, schedule_min_interval=1, schedule_max_recipients=2)
+    try:
+        made = rk.create_schedule(principal_factory("admin"), {**WEEKLY, "cron": "*/2 * * JAN-MAR MON-FRI",
+                                                               "recipients": ["A@Example.com", "b@example.com"]})
+        assert made.cron == "*/2 * * JAN-MAR MON-FRI" and made.recipients == ["a@example.com", "b@example.com"]
+        with pytest.raises(ValidationError):
+            rk.update_schedule(principal_factory("admin"), made.id,
+                               {"recipients": ["a@example.com"], "webhooks": ["https://x.example/h", "https://y.example/h"]})
+    finally:
+        rk.close()
+
+
+def test_update_moves_next_run_and_disable_stops_it(reports, principal_factory, clock):
+    admin = principal_factory("admin")
+    schedule = reports.create_schedule(admin, WEEKLY)
+    moved = reports.update_schedule(admin, schedule.id, {"cron": "0 9 1 * *", "timezone": "Asia/Tokyo"})
+    assert moved.next_run_at == dt.datetime(2025, 4, 1, 0, tzinfo=UTC)  # 09:00 JST
+    assert moved.definition["type"] == "usage" and moved.recipients == []
+    off = reports.update_schedule(admin, schedule.id, {"enabled": False})
+    assert off.next_run_at is None
+    reports.run_due_schedules(dt.datetime(2025, 5, 1, tzinfo=UTC))
+    assert runs(reports, schedule.id) == []
