@@ -227,3 +227,14 @@ def test_serve_with_botserver_database_as_data(botserver_db, tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
         server.stderr.close()
+
+
+def test_custom_metric_on_what_botserver_does_not_record_shows_no_data(botserver_db, instances, tmp_path):
+    principal = Principal(id="auditor", org_id=botserver_db.org("org-acme"), roles={"admin"}, via="test")
+    body = {"type": "custom", "format": "json", **PERIOD, "sections": [
+        {"type": "custom_metric", "table": "messages", "measure": "count", "group_by": "intent"}]}
+    pg = json.loads(instances["pg"].render(principal, body, tmp_path / "pg.json").read_text())
+    lite = json.loads(instances["lite"].render(principal, body, tmp_path / "lite.json").read_text())
+    assert [b["kind"] for b in pg["sections"][0]["blocks"]] == ["text"]
+    assert "No data" in pg["sections"][0]["blocks"][0]["markdown"]
+    assert any(b["kind"] == "table" and b["rows"] for b in lite["sections"][0]["blocks"])

@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import time
 from urllib.parse import unquote, urlsplit, parse_qs
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -498,3 +499,20 @@ def test_one_log_line_per_request_without_secrets(pending_api, caplog):
     assert f"GET {BASE}/rpt-missing 404" in lines[1] and "id=trace-42" in lines[1]
     assert "GET /no/such/route 404" in lines[2]
     assert all(key not in line for line in lines)
+
+
+def test_schedule_shows_next_run_and_its_last_runs(api):
+    key = key_of(api, "report_admin")
+    created = api.request("POST", f"{BASE}/schedule", key, json={
+        "type": "usage", "format": "json", "cron": "0 8 * * 1", "timezone": "America/New_York",
+        "period": "previous_week", "recipients": []}).json()
+    assert created["last_runs"] == []
+    next_run = dt.datetime.fromisoformat(created["next_run_at"].replace("Z", "+00:00"))
+    assert next_run.astimezone(ZoneInfo("America/New_York")).strftime("%a %H:%M") == "Mon 08:00"
+    api.reports.run_due_schedules(at=next_run + dt.timedelta(seconds=30))
+    listed = api.request("GET", f"{BASE}/schedule", key).json()[0]
+    assert [run["state"] for run in listed["last_runs"]] == ["enqueued"]
+    report_id = listed["last_runs"][0]["report_id"]
+    assert api.request("GET", f"{BASE}/{report_id}", key).json()["schedule_id"] == created["schedule_id"]
+    later = dt.datetime.fromisoformat(listed["next_run_at"].replace("Z", "+00:00"))
+    assert later - next_run == dt.timedelta(days=7)

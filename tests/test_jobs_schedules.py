@@ -197,3 +197,16 @@ def test_update_moves_next_run_and_disable_stops_it(reports, principal_factory, 
     assert off.next_run_at is None
     reports.run_due_schedules(dt.datetime(2025, 5, 1, tzinfo=UTC))
     assert runs(reports, schedule.id) == []
+
+
+@pytest.mark.parametrize("cron,period", [
+    ("0 8 * * 1", "previous_week"), ("0 8 * * MON", "previous_week"), ("0 6 1 * *", "previous_month"),
+    ("30 2 * * *", "previous_day"), ("0 8 * * 1-5", "previous_day"),
+])
+def test_period_follows_the_rhythm_when_not_given(reports, principal_factory, cron, period):
+    schedule = reports.create_schedule(principal_factory("report_admin"),
+                                       {"type": "usage", "format": "json", "cron": cron, "recipients": []})
+    assert schedule.period == period
+    explicit = reports.create_schedule(principal_factory("report_admin"), {
+        "type": "usage", "format": "json", "cron": cron, "recipients": [], "period": "last_7_days"})
+    assert explicit.period == "last_7_days"

@@ -381,26 +381,30 @@ class HttpApi:
             response.set_header(name, value)
         return response
 
+    def schedule_json(self, schedule):
+        """A schedule with its next run (UTC and local) and its last runs."""
+        return schedule_view(schedule, self.reports.schedule_runs(schedule))
+
     def list_schedules(self, principal):
         request = self.bottle.request
         params = self.query(request, ("limit", "offset"))
         items, total = self.reports.list_schedules(principal, limit=params.get("limit"), offset=params.get("offset"))
         limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
-        return self.json_response([schedule_view(item) for item in items], 200,
+        return self.json_response([self.schedule_json(item) for item in items], 200,
                                   self.paging_headers(request, total, limit, offset, {}))
 
     def create_schedule(self, principal):
         request = self.bottle.request
         self.query(request, ())
         schedule = self.reports.create_schedule(principal, self.json_body(request))
-        return self.json_response(schedule_view(schedule), 201,
+        return self.json_response(self.schedule_json(schedule), 201,
                                   {"Location": f"{self.root}/schedule/{schedule.id}"})
 
     def update_schedule(self, principal, schedule_id):
         request = self.bottle.request
         self.query(request, ())
         body = self.json_body(request)
-        return self.json_response(schedule_view(self.reports.update_schedule(principal, schedule_id, body)))
+        return self.json_response(self.schedule_json(self.reports.update_schedule(principal, schedule_id, body)))
 
     def delete_schedule(self, principal, schedule_id):
         self.query(self.bottle.request, ())

@@ -124,6 +124,15 @@ class Cron:
     def times_of_day(self) -> List[dt.time]:
         return [dt.time(hour, minute) for hour in sorted(self.hours) for minute in sorted(self.minutes)]
 
+    def natural_period(self) -> str:
+        """The period a schedule of this rhythm reports on when none is given: once a week ->
+        previous_week, once a month -> previous_month, anything else -> previous_day."""
+        if self.weekdays_restricted and not self.days_restricted and len(self.weekdays) == 1:
+            return "previous_week"
+        if self.days_restricted and not self.weekdays_restricted and len(self.days) == 1:
+            return "previous_month"
+        return "previous_day"
+
     def shortest_interval(self) -> dt.timedelta:
         """The shortest wall-clock gap between two fire times (for the minimum interval rule)."""
         minutes = [t.hour * 60 + t.minute for t in self.times_of_day()]

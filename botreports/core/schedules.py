@@ -76,7 +76,8 @@ def validate_schedule(body: Any, reports) -> dict:
     except ValueError as exc:
         problems.append(("timezone", f"{exc}; use an IANA name such as America/New_York"))
         timezone = "UTC"
-    period = body.get("period", "previous_day")
+    # Without a period, a weekly schedule reports on the previous week, a monthly one on the previous month.
+    period = body.get("period") or (cron.natural_period() if cron is not None else "previous_day")
     if period not in RELATIVE_PERIODS:
         problems.append(("period", f"must be one of {', '.join(RELATIVE_PERIODS)}"))
         period = "previous_day"

@@ -3,6 +3,7 @@ so a report can be re-rendered to another format without recomputing it."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 
@@ -28,8 +29,23 @@ def _clean(value):
     return value
 
 
+#: One encoder for the whole export: ``json.dumps`` would build a new one for every row.
+_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False)
+
+#: Table rows encoded per write: fewer, larger writes through the hashing stream.
+ROWS_PER_WRITE = 500
+
+
 def dumps(value) -> str:
-    return json.dumps(value, default=_default, ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
+
+
+def _row(row) -> str:
+    """One table row; NaN and infinities (rare) are cleaned only when encoding refuses them."""
+    try:
+        return _ENCODER.encode(row if isinstance(row, list) else list(row))
+    except ValueError:
+        return _ENCODER.encode([_clean(v) for v in row])
 
 
 def _block(block) -> dict:
@@ -65,8 +81,14 @@ def export_json(document, stream, options):
                 continue
             write(dumps({"kind": "table", "title": block.title, "raw": block.raw,
                          "columns": [unstructure(c) for c in block.columns]})[:-1] + ', "rows": [')
-            for r_index, row in enumerate(block.rows):
-                write(("," if r_index else "") + dumps([_clean(v) for v in row]))
+            rows = iter(block.rows)
+            separator = ""
+            while True:
+                chunk = list(itertools.islice(rows, ROWS_PER_WRITE))
+                if not chunk:
+                    break
+                write(separator + ",".join(map(_row, chunk)))
+                separator = ","
             write("]}")
         write("]}")
     write("]}\n")

@@ -48,7 +48,8 @@ def safe_text(value) -> str:
     text = value if isinstance(value, str) else str(value)
     if text and text[0] in _TRIGGERS:
         text = "'" + text
-    if _ILLEGAL.search(text):
+    # isprintable() is a fast C check that clears most text; only the rest is searched.
+    if not text.isprintable() and _ILLEGAL.search(text):
         text = _ILLEGAL.sub("\ufffd", text)
     return text[:MAX_CELL_TEXT]
 

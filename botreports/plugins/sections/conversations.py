@@ -171,8 +171,12 @@ RAW_COLUMNS = (
 
 def conversations_raw(ctx):
     def rows():
+        pseudonyms = {}  # users come back: one HMAC per user, not per conversation
         for row in ctx.source.conversation_rows(ctx.scope):
-            yield [row["id"], row["bot_id"], row["channel"], pseudonym(ctx, row["user_id"]), row["started_at"],
+            user = row["user_id"]
+            if user not in pseudonyms:
+                pseudonyms[user] = pseudonym(ctx, user)
+            yield [row["id"], row["bot_id"], row["channel"], pseudonyms[user], row["started_at"],
                    row["ended_at"], None if row["duration_ms"] is None else row["duration_ms"] / 1000,
                    row["message_count"], row["messages_in"], row["messages_out"], row["errors"],
                    row["avg_latency_ms"], row["status"], row["satisfaction"]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ... import hookimpl
 from ...core.custom_metrics import CHARTS, MEASURES, TIME_COLUMNS, parse_metric, validate_options
-from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table
+from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .labels import bot_label, bot_names
 
@@ -36,6 +36,8 @@ def custom_metric(ctx):
     if problems:  # validated at request time; a stored request re-checked here for safety
         raise ValueError("; ".join(f"{field} {problem}" for field, problem in problems))
     rows = ctx.source.custom_metric(ctx.scope, metric)
+    if rows is None:  # the source does not record what this metric measures (not the same as zero)
+        return [Text("No data: this data source does not record what this metric measures.")]
     value_name = metric.measure if not metric.field else f"{metric.measure}_{metric.field}"
     value_label = metric.measure + (f" of {metric.field}" if metric.field else f" of {metric.table}")
     title = ctx.options.get("title") or value_label

@@ -35,6 +35,16 @@ def local_day_sql(column: str, period: Period, margin: dt.timedelta = dt.timedel
     return f"(({column} + {offset}) / {DAY_MS})", params
 
 
+def buckets_fit(period: Period, bucket_ms: int = 900_000) -> bool:
+    """Whether whole UTC buckets of ``bucket_ms`` tile ``period`` and never straddle an offset change
+    of its zone, so that folding buckets into local days and hours is exact."""
+    if epoch_ms(period.start) % bucket_ms or epoch_ms(period.end) % bucket_ms:
+        return False
+    first, changes = offset_changes(period.timezone, period.start, period.end)
+    return (first * 1000) % bucket_ms == 0 and all(
+        epoch_ms(instant) % bucket_ms == 0 and (offset * 1000) % bucket_ms == 0 for instant, offset in changes)
+
+
 def day_from_number(number: int) -> dt.date:
     return EPOCH + dt.timedelta(days=int(number))
 

@@ -14,11 +14,12 @@ from urllib.parse import quote, unquote, urlparse
 from ... import hookimpl
 from ...core.analytics_schema import TABLES
 from ...core.models import DataSourceFactory, Scope
-from .sql_time import day_from_number, epoch_ms, local_day_sql
+from .sql_time import buckets_fit, day_from_number, epoch_ms, local_day_sql
 from .sqlite_compliance import ComplianceQueries
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
+from .sqlite_rollups import BUCKET_MS, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
@@ -34,10 +35,16 @@ INDEXES = (
     "CREATE INDEX IF NOT EXISTS messages_bot_time ON messages (bot_id, created_at)",
     "CREATE INDEX IF NOT EXISTS messages_latency ON messages"
     " (direction, latency_ms, created_at, org_id, bot_id, channel)",
+    # Replies of a period in time order, for exact percentiles per local day or bot.
+    "CREATE INDEX IF NOT EXISTS messages_reply_time ON messages"
+    " (direction, created_at, latency_ms, org_id, bot_id, channel)",
     "CREATE INDEX IF NOT EXISTS messages_conversation ON messages"
     " (conversation_id, direction, is_error, latency_ms)",
     "CREATE INDEX IF NOT EXISTS conversations_org_time ON conversations (org_id, started_at)",
     "CREATE INDEX IF NOT EXISTS conversations_bot_time ON conversations (bot_id, started_at)",
+    # Every column the conversation sections read, in start order: a period is one index range.
+    "CREATE INDEX IF NOT EXISTS conversations_time ON conversations"
+    " (started_at, org_id, bot_id, channel, status, satisfaction, message_count, ended_at, user_id)",
     "CREATE INDEX IF NOT EXISTS llm_calls_org_time ON llm_calls (org_id, created_at)",
     "CREATE INDEX IF NOT EXISTS llm_calls_model_latency ON llm_calls"
     " (model, latency_ms, created_at, org_id, bot_id)",
@@ -79,14 +86,18 @@ def create_database(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA busy_timeout = 30000")
+    # A replaced row (INSERT OR REPLACE) must leave the rollups through their delete triggers.
+    conn.execute("PRAGMA recursive_triggers = ON")
     for statement in schema_sql():
         conn.execute(statement)
     return conn
 
 
 def create_indexes(conn: sqlite3.Connection) -> None:
+    """Create the covering indexes and (re)build the rollup tables after a bulk load."""
     for statement in INDEXES:
         conn.execute(statement)
+    build_rollups(conn)
     conn.execute("ANALYZE")
 
 
@@ -133,6 +144,15 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             self._local.conn = conn
         return conn
 
+    @property
+    def rollups(self) -> bool:
+        """Whether the file has rollup tables; files written before they existed are read
+        from the base tables (slower, same numbers)."""
+        found = getattr(self, "_rollups", None)
+        if found is None:
+            found = self._rollups = has_rollups(self.conn)
+        return found
+
     def query(self, sql: str, params: Sequence = ()) -> List[tuple]:
         return self.conn.execute(sql, list(params)).fetchall()
 
@@ -151,6 +171,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
+            # A replaced row must leave the rollup tables (their delete triggers) before its
+            # successor enters them; SQLite fires delete triggers on REPLACE only with this on.
+            conn.execute("PRAGMA recursive_triggers = ON")
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
             try:
@@ -191,6 +214,24 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             params.append(scope.channel)
         return " AND ".join(clauses) or "1 = 1", params
 
+    def rolled(self, scope: Scope, *, channel: bool = True, alias: str = "") -> Optional[Tuple[str, list]]:
+        """The WHERE clause restricting a bucketed rollup table to a scope, or None when the rollups
+        cannot answer it exactly: no rollup tables, or a period (or an offset change of its zone)
+        that does not fall on a 15-minute boundary."""
+        if not self.rollups or not buckets_fit(scope.period):
+            return None
+        p = f"{alias}." if alias else ""
+        start, end = epoch_ms(scope.period.start), epoch_ms(scope.period.end)
+        clauses, params = [f"{p}bucket >= ? AND {p}bucket < ?"], [start // BUCKET_MS, end // BUCKET_MS]
+        if scope.org_id is not None:
+            clauses.append(f"{p}org_id = ?"); params.append(scope.org_id)
+        if scope.bot_ids:
+            clauses.append(f"{p}bot_id IN ({', '.join('?' for _ in scope.bot_ids)})")
+            params += list(scope.bot_ids)
+        if scope.channel and channel:
+            clauses.append(f"{p}channel = ?"); params.append(scope.channel)
+        return " AND ".join(clauses), params
+
     def scoped(self, table: str, scope: Scope, *, alias: str = "", period: bool = True) -> Tuple[str, list]:
         """The WHERE clause restricting ``table`` to a scope, with the filters the table can take."""
         time_column, has_bot, channel = TABLE_SCOPES[table]
@@ -204,16 +245,27 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def usage_totals(self, scope: Scope) -> Dict[str, float]:
         """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
         conv_where, conv_params = self.where(scope, "started_at")
-        msg_where, msg_params = self.where(scope, "created_at")
-        llm_where, llm_params = self.where(scope, "created_at", has_channel=False)
         conversations = self.query(f"SELECT count(*) FROM conversations WHERE {conv_where}", conv_params)[0][0]
-        messages_in, messages_out, active = self.query(
-            f"SELECT coalesce(sum(direction = 'in'), 0), coalesce(sum(direction = 'out'), 0),"
-            f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
-            f" FROM messages WHERE {msg_where}", msg_params)[0]
-        calls, tokens, cost = self.query(
-            f"SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
-            f" FROM llm_calls WHERE {llm_where}", llm_params)[0]
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            messages_in, messages_out = self.query(
+                f"SELECT coalesce(sum(messages_in), 0), coalesce(sum(messages_out), 0) FROM rollup_messages"
+                f" WHERE {where}", params)[0]
+            active = self.query(f"SELECT count(DISTINCT user_id) FROM rollup_users WHERE {where}", params)[0][0]
+            calls, tokens, cost = self.query(
+                f"SELECT coalesce(sum(calls), 0), coalesce(sum(tokens), 0), coalesce(sum(cost_usd), 0)"
+                f" FROM rollup_llm WHERE {where}", params)[0]
+        else:
+            msg_where, msg_params = self.where(scope, "created_at")
+            llm_where, llm_params = self.where(scope, "created_at", has_channel=False)
+            messages_in, messages_out, active = self.query(
+                f"SELECT coalesce(sum(direction = 'in'), 0), coalesce(sum(direction = 'out'), 0),"
+                f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
+                f" FROM messages WHERE {msg_where}", msg_params)[0]
+            calls, tokens, cost = self.query(
+                f"SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
+                f" FROM llm_calls WHERE {llm_where}", llm_params)[0]
         return {
             "conversations": conversations,
             "messages_in": messages_in,
@@ -229,13 +281,16 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         """``[(local day number, users first seen that day)]`` for users new in the period."""
         where, params = self.where(scope, "created_at", period=False)
         day_sql, day_params = local_day_sql("first", scope.period)
-        rows = self.query(
-            f"SELECT {day_sql} AS day, count(*) FROM ("
-            f" SELECT min(created_at) AS first FROM messages"
-            f" WHERE {where} AND direction = 'in' AND created_at < ? GROUP BY user_id"
-            f") WHERE first >= ? GROUP BY day",
+        if self.rollups:
+            # Each user's first message per bot and channel; the earliest of those in scope is theirs.
+            inner = (f"SELECT min(first_at) AS first FROM rollup_first_seen WHERE {where} AND first_at < ?"
+                     f" GROUP BY user_id")
+        else:
+            inner = (f"SELECT min(created_at) AS first FROM messages"
+                     f" WHERE {where} AND direction = 'in' AND created_at < ? GROUP BY user_id")
+        return self.query(
+            f"SELECT {day_sql} AS day, count(*) FROM ({inner}) WHERE first >= ? GROUP BY day",
             day_params + params + [epoch_ms(scope.period.end), epoch_ms(scope.period.start)])
-        return rows
 
     def daily_usage(self, scope: Scope) -> List[dict]:
         """Per local day: conversations, messages in/out, active users and new users."""
@@ -251,14 +306,27 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 f"SELECT {day_sql} AS day, count(*) FROM conversations WHERE {conv_where} GROUP BY day",
                 day_params + conv_params):
             day(number)["conversations"] = count
-        msg_where, msg_params = self.where(scope, "created_at")
-        day_sql, day_params = local_day_sql("created_at", scope.period)
-        for number, messages_in, messages_out, active in self.query(
-                f"SELECT {day_sql} AS day, sum(direction = 'in'), sum(direction = 'out'),"
-                f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
-                f" FROM messages WHERE {msg_where} GROUP BY day", day_params + msg_params):
-            row = day(number)
-            row.update(messages_in=messages_in, messages_out=messages_out, active_users=active)
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            day_sql, day_params = local_day_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            for number, messages_in, messages_out in self.query(
+                    f"SELECT {day_sql} AS day, sum(messages_in), sum(messages_out) FROM rollup_messages"
+                    f" WHERE {where} GROUP BY day", day_params + params):
+                day(number).update(messages_in=messages_in, messages_out=messages_out)
+            for number, active in self.query(
+                    f"SELECT {day_sql} AS day, count(DISTINCT user_id) FROM rollup_users WHERE {where}"
+                    f" GROUP BY day", day_params + params):
+                day(number)["active_users"] = active
+        else:
+            msg_where, msg_params = self.where(scope, "created_at")
+            day_sql, day_params = local_day_sql("created_at", scope.period)
+            for number, messages_in, messages_out, active in self.query(
+                    f"SELECT {day_sql} AS day, sum(direction = 'in'), sum(direction = 'out'),"
+                    f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
+                    f" FROM messages WHERE {msg_where} GROUP BY day", day_params + msg_params):
+                row = day(number)
+                row.update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         for number, count in self._first_seen(scope):
             day(number)["new_users"] = count
         return [{"day": day_from_number(number), **values} for number, values in sorted(days.items())]

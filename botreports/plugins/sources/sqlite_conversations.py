@@ -3,6 +3,7 @@ satisfaction, hand-offs and the per-conversation raw rows. Mixed into
 ``SqliteAnalytics``; every query groups in SQLite."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Dict, Iterator, List
 
 from ...core.datasource import BREAKDOWNS
@@ -102,23 +103,34 @@ class ConversationQueries:
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:
         where, params = self.scoped("conversations", scope, alias="c")
-        # One index walk per conversation (messages_conversation) instead of grouping every message.
-        cursor = self.conn.execute(
-            f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count, c.status,"
-            f" c.satisfaction,"
-            f" (SELECT sum(m.direction = 'in') || ',' || sum(m.direction = 'out') || ','"
-            f"  || coalesce(sum(m.is_error), 0) || ',' || coalesce(avg(m.latency_ms), '')"
-            f"  FROM messages m WHERE m.conversation_id = c.id)"
-            f" FROM conversations c WHERE {where} ORDER BY c.started_at, c.id", params)
-        for id_, bot, channel, user, started, ended, count, status, satisfaction, packed in cursor:
-            m_in = m_out = errors = 0
-            latency = None
-            if packed:
-                parts = packed.split(",")
-                m_in, m_out, errors = int(parts[0] or 0), int(parts[1] or 0), int(parts[2] or 0)
-                latency = round(float(parts[3]), 3) if parts[3] else None
+        if self.rollups:
+            # Each conversation's message counts were summed on ingest: one key lookup per row.
+            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count,"
+                   f" c.status, c.satisfaction, r.messages_in, r.messages_out, r.errors, r.latency_n, r.latency_sum"
+                   f" FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
+                   f" WHERE {where} ORDER BY c.started_at, c.id")
+        else:
+            # One index walk per conversation (messages_conversation) instead of grouping every message;
+            # the five numbers travel packed in one string.
+            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count,"
+                   f" c.status, c.satisfaction, (SELECT sum(m.direction = 'in') || ',' || sum(m.direction = 'out')"
+                   f" || ',' || coalesce(sum(m.is_error), 0) || ',' || count(m.latency_ms) || ','"
+                   f" || coalesce(sum(m.latency_ms), 0) FROM messages m WHERE m.conversation_id = c.id)"
+                   f" FROM conversations c WHERE {where} ORDER BY c.started_at, c.id")
+            return self._conversation_rows(
+                row[:9] + (tuple(int(v) for v in row[9].split(",")) if row[9] else (0, 0, 0, 0, 0))
+                for row in self.conn.execute(sql, params))
+        return self._conversation_rows(self.conn.execute(sql, params))
+
+    def _conversation_rows(self, rows) -> Iterator[dict]:
+        utc = dt.timezone.utc
+        from_ms = dt.datetime.fromtimestamp
+        for (id_, bot, channel, user, started, ended, count, status, satisfaction, m_in, m_out, errors,
+             latency_n, latency_sum) in rows:
             yield {"id": id_, "bot_id": bot, "channel": channel, "user_id": user,
-                   "started_at": instant_from_ms(started), "ended_at": instant_from_ms(ended),
+                   "started_at": from_ms(started / 1000, utc),
+                   "ended_at": None if ended is None else from_ms(ended / 1000, utc),
                    "duration_ms": None if ended is None else ended - started, "message_count": count,
-                   "status": status, "satisfaction": satisfaction, "messages_in": m_in, "messages_out": m_out,
-                   "errors": errors, "avg_latency_ms": latency}
+                   "status": status, "satisfaction": satisfaction, "messages_in": m_in or 0,
+                   "messages_out": m_out or 0, "errors": errors or 0,
+                   "avg_latency_ms": round(latency_sum / latency_n, 3) if latency_n else None}

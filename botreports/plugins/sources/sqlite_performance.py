@@ -8,7 +8,8 @@ from typing import Dict, Iterator, List, Optional
 from ...core.datasource import LATENCY_GROUPS
 from ...core.models import Scope
 from .sql_stats import percentile_row, percentile_sql
-from .sql_time import day_from_number, instant_from_ms, local_day_sql, local_hour_sql
+from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql, local_hour_sql
+from .sqlite_rollups import BUCKET_MS
 
 _COLUMNS = {"bot": "bot_id", "channel": "channel"}
 
@@ -28,6 +29,11 @@ class PerformanceQueries:
         return _COLUMNS[group], [], lambda value: value
 
     def reply_latency(self, scope: Scope, group: Optional[str] = None) -> List[dict]:
+        rolled = self.rolled(scope)
+        if rolled and not self.query(
+                f"SELECT 1 FROM rollup_messages WHERE {rolled[0]} AND reply_latency_n > 0 LIMIT 1", rolled[1]):
+            self._group(scope, group, "created_at")  # still reject an unknown group
+            return []
         where, params = self.scoped("messages", scope)
         group_sql, group_params, to_key = self._group(scope, group, "created_at")
         rows = self.query(percentile_sql("messages", "latency_ms", group_sql, f"{where} AND direction = 'out'"),
@@ -46,14 +52,26 @@ class PerformanceQueries:
         def row(key):
             return rows.setdefault(key, {"key": key, "replies": 0, "errors": 0, "llm_calls": 0, "llm_failures": 0})
 
-        where, params = self.scoped("messages", scope)
-        group_sql, group_params, to_key = self._group(scope, group, "created_at")
-        for key, replies, errors in self.query(
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            group_sql, group_params, to_key = self._group(scope, group, f"(bucket * {BUCKET_MS})")
+            messages = self.query(
+                f"SELECT {group_sql} AS g, sum(messages_out), sum(reply_errors) FROM rollup_messages"
+                f" WHERE {where} GROUP BY g HAVING sum(messages_out) > 0", group_params + params)
+        else:
+            where, params = self.scoped("messages", scope)
+            group_sql, group_params, to_key = self._group(scope, group, "created_at")
+            messages = self.query(
                 f"SELECT {group_sql} AS g, count(*), coalesce(sum(is_error), 0) FROM messages"
-                f" WHERE {where} AND direction = 'out' GROUP BY g", group_params + params):
+                f" WHERE {where} AND direction = 'out' GROUP BY g", group_params + params)
+        for key, replies, errors in messages:
             row(key).update(replies=replies, errors=errors)
         failures = "count(*), coalesce(sum(l.success = 0), 0)"
-        if group in (None, "day"):
+        if rolled:
+            group_sql, group_params, _ = self._group(scope, group, f"(l.bucket * {BUCKET_MS})")
+            llm = self.llm_grouped(scope, group_sql, failures, group_params=group_params)
+        elif group in (None, "day"):
             where, params = self.scoped("llm_calls", scope, alias="l")
             group_sql, group_params, _ = self._group(scope, group, "l.created_at")
             llm = self.query(f"SELECT {group_sql} AS g, {failures} FROM llm_calls l WHERE {where} GROUP BY g",
@@ -70,10 +88,18 @@ class PerformanceQueries:
         latency = {row[0]: percentile_row(row) for row in self.query(
             percentile_sql("llm_calls", "latency_ms", "model", where), params)}
         result = []
-        for model, calls, failures, tokens_in, tokens_out, cost in self.query(
-                f"SELECT model, count(*) AS n, coalesce(sum(success = 0), 0), coalesce(sum(input_tokens), 0),"
-                f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where}"
-                f" GROUP BY model ORDER BY n DESC, model", params):
+        rolled = self.rolled(scope)
+        if rolled:
+            totals = (f"SELECT model, sum(calls) AS n, coalesce(sum(failures), 0), coalesce(sum(input_tokens), 0),"
+                      f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM rollup_llm"
+                      f" WHERE {rolled[0]} GROUP BY model ORDER BY n DESC, model")
+            totals_params = rolled[1]
+        else:
+            totals = (f"SELECT model, count(*) AS n, coalesce(sum(success = 0), 0), coalesce(sum(input_tokens), 0),"
+                      f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where}"
+                      f" GROUP BY model ORDER BY n DESC, model")
+            totals_params = params
+        for model, calls, failures, tokens_in, tokens_out, cost in self.query(totals, totals_params):
             stats = latency.get(model, {})
             result.append({"model": model, "calls": calls, "failures": failures, "input_tokens": tokens_in,
                            "output_tokens": tokens_out, "cost_usd": round(cost, 6),
@@ -82,14 +108,29 @@ class PerformanceQueries:
 
     def throughput(self, scope: Scope) -> dict:
         where, params = self.scoped("messages", scope)
-        minute = self.query(
-            f"SELECT created_at / 60000 AS m, count(*) AS n FROM messages WHERE {where}"
-            f" GROUP BY m ORDER BY n DESC, m LIMIT 1", params)
-        hour_sql, hour_params = local_hour_sql("created_at", scope.period)
+        rolled = self.rolled(scope)
+        if rolled and not scope.bot_ids and not scope.channel:
+            # Minutes are rolled up per organisation only: bot or channel filters read the messages.
+            minute_where, minute_params = self.where(scope, "minute", period=False)
+            minute = self.query(
+                f"SELECT minute AS m, sum(messages) AS n FROM rollup_minutes WHERE {minute_where}"
+                f" AND minute >= ? AND minute < ? GROUP BY m ORDER BY n DESC, m LIMIT 1",
+                minute_params + [epoch_ms(scope.period.start) // 60000, epoch_ms(scope.period.end) // 60000])
+        else:
+            minute = self.query(
+                f"SELECT created_at / 60000 AS m, count(*) AS n FROM messages WHERE {where}"
+                f" GROUP BY m ORDER BY n DESC, m LIMIT 1", params)
+        if rolled:
+            hour_sql, hour_params = local_hour_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            counted = f"SELECT {hour_sql} AS h, sum(messages_in + messages_out) AS n FROM rollup_messages WHERE {rolled[0]} GROUP BY h"
+            hour_params = hour_params + rolled[1]
+        else:
+            hour_sql, hour_params = local_hour_sql("created_at", scope.period)
+            counted = f"SELECT {hour_sql} AS h, count(*) AS n FROM messages WHERE {where} GROUP BY h"
+            hour_params = hour_params + params
         hours = self.query(
-            f"SELECT h, n, count(*) OVER (), sum(n) OVER () FROM"
-            f" (SELECT {hour_sql} AS h, count(*) AS n FROM messages WHERE {where} GROUP BY h)"
-            f" ORDER BY n DESC, h LIMIT 1", hour_params + params)
+            f"SELECT h, n, count(*) OVER (), sum(n) OVER () FROM ({counted}) ORDER BY n DESC, h LIMIT 1",
+            hour_params)
         result = {"messages": 0, "peak_minute_at": None, "peak_minute_messages": 0, "peak_hour_at": None,
                   "peak_hour_messages": 0, "active_hours": 0}
         if minute:
@@ -128,19 +169,31 @@ class PerformanceQueries:
                 "hour_start": instant_from_ms(hour), "bot_id": bot, "messages_in": 0, "replies": 0, "errors": 0,
                 "avg_latency_ms": None, "max_latency_ms": None, "llm_calls": 0, "llm_failures": 0, "tokens": 0})
 
-        where, params = self.scoped("messages", scope)
-        hour_sql, hour_params = local_hour_sql("created_at", scope.period)
-        for hour, bot, m_in, replies, errors, avg, high in self.query(
-                f"SELECT {hour_sql} AS h, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
-                f" coalesce(sum(is_error), 0), avg(latency_ms), max(latency_ms) FROM messages WHERE {where}"
-                f" GROUP BY h, bot_id", hour_params + params):
-            cell(hour, bot).update(messages_in=m_in, replies=replies, errors=errors,
-                                   avg_latency_ms=None if avg is None else round(avg, 3), max_latency_ms=high)
-        where, params = self.scoped("llm_calls", scope)
-        for hour, bot, calls, failures, tokens in self.query(
-                f"SELECT {hour_sql} AS h, bot_id, count(*), coalesce(sum(success = 0), 0),"
-                f" coalesce(sum(input_tokens + output_tokens), 0) FROM llm_calls WHERE {where}"
-                f" GROUP BY h, bot_id", hour_params + params):
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            hour_sql, hour_params = local_hour_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            sql = (f"SELECT {hour_sql} AS h, bot_id, sum(messages_in), sum(messages_out), sum(errors),"
+                   f" sum(latency_n), sum(latency_sum), max(latency_max) FROM rollup_messages WHERE {where}"
+                   f" GROUP BY h, bot_id")
+        else:
+            where, params = self.scoped("messages", scope)
+            hour_sql, hour_params = local_hour_sql("created_at", scope.period)
+            sql = (f"SELECT {hour_sql} AS h, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
+                   f" coalesce(sum(is_error), 0), count(latency_ms), sum(latency_ms), max(latency_ms)"
+                   f" FROM messages WHERE {where} GROUP BY h, bot_id")
+        for hour, bot, m_in, replies, errors, latency_n, latency_sum, high in self.query(sql, hour_params + params):
+            cell(hour, bot).update(messages_in=m_in, replies=replies, errors=errors, max_latency_ms=high,
+                                   avg_latency_ms=round(latency_sum / latency_n, 3) if latency_n else None)
+        if rolled:
+            sql = (f"SELECT {hour_sql} AS h, bot_id, sum(calls), coalesce(sum(failures), 0),"
+                   f" coalesce(sum(tokens), 0) FROM rollup_llm WHERE {where} GROUP BY h, bot_id")
+        else:
+            where, params = self.scoped("llm_calls", scope)
+            sql = (f"SELECT {hour_sql} AS h, bot_id, count(*), coalesce(sum(success = 0), 0),"
+                   f" coalesce(sum(input_tokens + output_tokens), 0) FROM llm_calls WHERE {where}"
+                   f" GROUP BY h, bot_id")
+        for hour, bot, calls, failures, tokens in self.query(sql, hour_params + params):
             cell(hour, bot).update(llm_calls=calls, llm_failures=failures, tokens=tokens)
         for key in sorted(cells):
             yield cells[key]

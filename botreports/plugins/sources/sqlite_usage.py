@@ -7,9 +7,17 @@ from typing import Dict, Iterator, List
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
+from .sqlite_rollups import BUCKET_MS
 from .sql_time import day_from_number, instant_from_ms, local_day_sql, local_weekday_hour_sql
 
 _KEYS = {"bot": "bot_id", "channel": "channel"}
+
+#: Aggregates over ``llm_calls l`` and the same aggregate over ``rollup_llm l`` (sums of sums).
+_LLM_ROLLED = (
+    ("sum(l.input_tokens + l.output_tokens)", "sum(l.tokens)"),
+    ("count(*)", "sum(l.calls)"),
+    ("coalesce(sum(l.success = 0), 0)", "coalesce(sum(l.failures), 0)"),
+)
 
 
 class UsageQueries:
@@ -22,11 +30,18 @@ class UsageQueries:
             return cells.setdefault((weekday, hour), {"weekday": weekday, "hour": hour, "messages_in": 0,
                                                       "messages_out": 0, "conversations": 0})
 
-        where, params = self.scoped("messages", scope)
-        weekday, hour, time_params = local_weekday_hour_sql("created_at", scope.period)
-        for wd, hr, m_in, m_out in self.query(
-                f"SELECT {weekday} AS wd, {hour} AS hr, sum(direction = 'in'), sum(direction = 'out')"
-                f" FROM messages WHERE {where} GROUP BY wd, hr", time_params + params):
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            weekday, hour, time_params = local_weekday_hour_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            sql = (f"SELECT {weekday} AS wd, {hour} AS hr, sum(messages_in), sum(messages_out)"
+                   f" FROM rollup_messages WHERE {where} GROUP BY wd, hr")
+        else:
+            where, params = self.scoped("messages", scope)
+            weekday, hour, time_params = local_weekday_hour_sql("created_at", scope.period)
+            sql = (f"SELECT {weekday} AS wd, {hour} AS hr, sum(direction = 'in'), sum(direction = 'out')"
+                   f" FROM messages WHERE {where} GROUP BY wd, hr")
+        for wd, hr, m_in, m_out in self.query(sql, time_params + params):
             cell(wd, hr).update(messages_in=m_in, messages_out=m_out)
         where, params = self.scoped("conversations", scope)
         weekday, hour, time_params = local_weekday_hour_sql("started_at", scope.period)
@@ -50,12 +65,23 @@ class UsageQueries:
         for value, count in self.query(f"SELECT {key}, count(*) FROM conversations WHERE {where} GROUP BY 1",
                                        params):
             row(value)["conversations"] = count
-        where, params = self.scoped("messages", scope)
-        for value, m_in, m_out, users in self.query(
-                f"SELECT {key}, sum(direction = 'in'), sum(direction = 'out'),"
-                f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
-                f" FROM messages WHERE {where} GROUP BY 1", params):
-            row(value).update(messages_in=m_in, messages_out=m_out, active_users=users)
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            for value, m_in, m_out in self.query(
+                    f"SELECT {key}, sum(messages_in), sum(messages_out) FROM rollup_messages WHERE {where}"
+                    f" GROUP BY 1", params):
+                row(value).update(messages_in=m_in, messages_out=m_out)
+            for value, users in self.query(
+                    f"SELECT {key}, count(DISTINCT user_id) FROM rollup_users WHERE {where} GROUP BY 1", params):
+                row(value)["active_users"] = users
+        else:
+            where, params = self.scoped("messages", scope)
+            for value, m_in, m_out, users in self.query(
+                    f"SELECT {key}, sum(direction = 'in'), sum(direction = 'out'),"
+                    f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
+                    f" FROM messages WHERE {where} GROUP BY 1", params):
+                row(value).update(messages_in=m_in, messages_out=m_out, active_users=users)
         for value, tokens, cost in self.llm_grouped(scope, key, "sum(l.input_tokens + l.output_tokens),"
                                                                " sum(l.cost_usd)"):
             entry = row(value)
@@ -63,9 +89,17 @@ class UsageQueries:
         return sorted(rows.values(), key=lambda r: (-r["messages_in"], -r["conversations"], str(r["key"])))
 
     def llm_grouped(self, scope: Scope, key: str, aggregates: str, extra_where: str = "",
-                    extra_params=()) -> List[tuple]:
+                    extra_params=(), group_params=()) -> List[tuple]:
         """``SELECT key, aggregates FROM llm_calls l GROUP BY key``; a channel key comes from the
-        call's conversation (calls without one count under channel None)."""
+        call's conversation (calls without one count under channel None). ``aggregates`` name the
+        ``l.`` columns of ``llm_calls``; over the rollup each becomes the sum of its cells' sums."""
+        rolled = self.rolled(scope)
+        if rolled and not extra_where:
+            where, params = rolled
+            for column, summed in _LLM_ROLLED:
+                aggregates = aggregates.replace(column, summed)
+            return self.query(f"SELECT {key}, {aggregates} FROM rollup_llm l WHERE {where} GROUP BY 1",
+                              list(group_params) + params)
         where, params = self.scoped("llm_calls", scope, alias="l")
         if key == "channel":
             sql = (f"SELECT c.channel, {aggregates} FROM llm_calls l LEFT JOIN conversations c"
@@ -75,11 +109,16 @@ class UsageQueries:
         return self.query(sql, list(params) + list(extra_params))
 
     def top_users(self, scope: Scope, limit: int) -> List[dict]:
-        where, params = self.scoped("messages", scope)
-        top = self.query(
-            f"SELECT user_id, count(*) AS n, min(created_at), max(created_at) FROM messages"
-            f" WHERE {where} AND direction = 'in' GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?",
-            params + [int(limit)])
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            sql = (f"SELECT user_id, sum(messages_in) AS n, min(first_at), max(last_at) FROM rollup_users"
+                   f" WHERE {where} GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?")
+        else:
+            where, params = self.scoped("messages", scope)
+            sql = (f"SELECT user_id, count(*) AS n, min(created_at), max(created_at) FROM messages"
+                   f" WHERE {where} AND direction = 'in' GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?")
+        top = self.query(sql, params + [int(limit)])
         if not top:
             return []
         where, params = self.scoped("conversations", scope)
@@ -110,18 +149,33 @@ class UsageQueries:
                 f"SELECT {day_sql} AS d, bot_id, count(*) FROM conversations WHERE {where} GROUP BY d, bot_id",
                 day_params + params):
             cell(day, bot)["conversations"] = count
-        where, params = self.scoped("messages", scope)
-        day_sql, day_params = local_day_sql("created_at", scope.period)
-        for day, bot, m_in, m_out, users, errors in self.query(
-                f"SELECT {day_sql} AS d, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
-                f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END), coalesce(sum(is_error), 0)"
-                f" FROM messages WHERE {where} GROUP BY d, bot_id", day_params + params):
-            cell(day, bot).update(messages_in=m_in, messages_out=m_out, active_users=users, errors=errors)
-        where, params = self.scoped("llm_calls", scope)
-        day_sql, day_params = local_day_sql("created_at", scope.period)
-        for day, bot, tokens, cost in self.query(
-                f"SELECT {day_sql} AS d, bot_id, sum(input_tokens + output_tokens), sum(cost_usd)"
-                f" FROM llm_calls WHERE {where} GROUP BY d, bot_id", day_params + params):
+        rolled = self.rolled(scope)
+        if rolled:
+            where, params = rolled
+            day_sql, day_params = local_day_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            for day, bot, m_in, m_out, errors in self.query(
+                    f"SELECT {day_sql} AS d, bot_id, sum(messages_in), sum(messages_out), sum(errors)"
+                    f" FROM rollup_messages WHERE {where} GROUP BY d, bot_id", day_params + params):
+                cell(day, bot).update(messages_in=m_in, messages_out=m_out, errors=errors)
+            for day, bot, users in self.query(
+                    f"SELECT {day_sql} AS d, bot_id, count(DISTINCT user_id) FROM rollup_users WHERE {where}"
+                    f" GROUP BY d, bot_id", day_params + params):
+                cell(day, bot)["active_users"] = users
+            llm_sql = (f"SELECT {day_sql} AS d, bot_id, sum(tokens), sum(cost_usd) FROM rollup_llm"
+                       f" WHERE {where} GROUP BY d, bot_id")
+        else:
+            where, params = self.scoped("messages", scope)
+            day_sql, day_params = local_day_sql("created_at", scope.period)
+            for day, bot, m_in, m_out, users, errors in self.query(
+                    f"SELECT {day_sql} AS d, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
+                    f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END), coalesce(sum(is_error), 0)"
+                    f" FROM messages WHERE {where} GROUP BY d, bot_id", day_params + params):
+                cell(day, bot).update(messages_in=m_in, messages_out=m_out, active_users=users, errors=errors)
+            where, params = self.scoped("llm_calls", scope)
+            day_sql, day_params = local_day_sql("created_at", scope.period)
+            llm_sql = (f"SELECT {day_sql} AS d, bot_id, sum(input_tokens + output_tokens), sum(cost_usd)"
+                       f" FROM llm_calls WHERE {where} GROUP BY d, bot_id")
+        for day, bot, tokens, cost in self.query(llm_sql, day_params + params):
             cell(day, bot).update(tokens=tokens or 0, cost_usd=round(cost or 0.0, 6))
         for key in sorted(cells):
             yield cells[key]

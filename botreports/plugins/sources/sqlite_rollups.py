@@ -1,0 +1,229 @@
+"""Rollup tables of the SQLite analytics file: counts and sums per organisation,
+bot, channel and UTC 15-minute bucket (and a few narrower shapes), so report
+queries read thousands of rollup rows instead of millions of events.
+
+Every IANA offset is a multiple of 15 minutes, so a 15-minute bucket lies in
+one local day and one local hour of any zone: folding buckets into local days
+is exact. Rollups are built in bulk (``build_rollups``) and then kept up to
+date by triggers: an insert adds the new row's contribution, a delete or an
+update recomputes the few cells it touched from the base table (so minima,
+maxima and first-seen times stay exact).
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import List, Sequence, Tuple
+
+import attrs
+
+#: Milliseconds in a rollup bucket.
+BUCKET_MS = 900_000
+
+
+@attrs.frozen
+class Rollup:
+    """One rollup table: aggregates of ``base`` grouped by ``keys``.
+
+    Expressions are templates over ``{t}``, the row they read (the base
+    table's alias in a bulk build, ``NEW`` or ``OLD`` in a trigger).
+    ``cell`` selects, in the base table, every row of the cell of row ``{r}``
+    (sargable, for recomputing it); ``cell_keys`` are the keys it fixes.
+    """
+
+    name: str
+    base: str
+    keys: Sequence[Tuple[str, str]]  # (column, expression)
+    values: Sequence[Tuple[str, str, str]]  # (column, aggregate, merge: sum, min or max)
+    cell: str
+    where: str = "1 = 1"
+    cell_keys: Sequence[str] = ()
+
+    @property
+    def key_names(self) -> List[str]:
+        return [name for name, _ in self.keys]
+
+    def select(self, alias: str, condition: str) -> str:
+        """The aggregate SELECT of the rows of ``alias`` matching ``condition``."""
+        keys = ", ".join(expr.format(t=alias) for _, expr in self.keys)
+        values = ", ".join(agg.format(t=alias) for _, agg, _ in self.values)
+        where = self.where.format(t=alias)
+        return (f"SELECT {keys}, {values} FROM {self.base} {alias} WHERE {where} AND ({condition})"
+                f" GROUP BY {', '.join(str(i + 1) for i in range(len(self.keys)))}")
+
+    def columns(self) -> str:
+        return ", ".join(self.key_names + [name for name, _, _ in self.values])
+
+
+def _bucketed(prefix_keys: Sequence[Tuple[str, str]]) -> Sequence[Tuple[str, str]]:
+    return [("bucket", f"{{t}}.created_at / {BUCKET_MS}")] + list(prefix_keys)
+
+
+def _in_bucket(extra: str) -> str:
+    return ("{t}.org_id = {r}.org_id AND {t}.created_at >= {r}.created_at / 900000 * 900000"
+            " AND {t}.created_at < ({r}.created_at / 900000 + 1) * 900000 AND " + extra)
+
+
+_OUT = "CASE WHEN {t}.direction = 'out' THEN {t}.%s END"
+
+ROLLUPS = (
+    # Messages per cell: volumes, errors and latency sums (all messages, and bot replies only).
+    Rollup("rollup_messages", "messages",
+           _bucketed([("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"), ("channel", "{t}.channel")]),
+           [("messages_in", "sum({t}.direction = 'in')", "sum"),
+            ("messages_out", "sum({t}.direction = 'out')", "sum"),
+            ("errors", "coalesce(sum({t}.is_error), 0)", "sum"),
+            ("reply_errors", f"coalesce(sum({_OUT % 'is_error'}), 0)", "sum"),
+            ("latency_n", "count({t}.latency_ms)", "sum"),
+            ("latency_sum", "coalesce(sum({t}.latency_ms), 0)", "sum"),
+            ("latency_max", "max({t}.latency_ms)", "max"),
+            ("reply_latency_n", f"count({_OUT % 'latency_ms'})", "sum"),
+            ("reply_latency_sum", f"coalesce(sum({_OUT % 'latency_ms'}), 0)", "sum"),
+            ("reply_latency_min", f"min({_OUT % 'latency_ms'})", "min"),
+            ("reply_latency_max", f"max({_OUT % 'latency_ms'})", "max")],
+           _in_bucket("{t}.bot_id = {r}.bot_id AND {t}.channel = {r}.channel")),
+    # Incoming messages per user and cell: distinct (active) users, top users.
+    Rollup("rollup_users", "messages",
+           _bucketed([("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"), ("channel", "{t}.channel"),
+                      ("user_id", "{t}.user_id")]),
+           [("messages_in", "count(*)", "sum"), ("first_at", "min({t}.created_at)", "min"),
+            ("last_at", "max({t}.created_at)", "max")],
+           _in_bucket("{t}.direction = 'in' AND {t}.user_id = {r}.user_id AND {t}.bot_id = {r}.bot_id"
+                      " AND {t}.channel = {r}.channel"),
+           where="{t}.direction = 'in'"),
+    # A user's first incoming message per bot and channel, whenever it was: new users.
+    Rollup("rollup_first_seen", "messages",
+           [("org_id", "{t}.org_id"), ("user_id", "{t}.user_id"), ("bot_id", "{t}.bot_id"),
+            ("channel", "{t}.channel")],
+           [("first_at", "min({t}.created_at)", "min")],
+           "{t}.org_id = {r}.org_id AND {t}.direction = 'in' AND {t}.user_id = {r}.user_id"
+           " AND {t}.bot_id = {r}.bot_id AND {t}.channel = {r}.channel",
+           where="{t}.direction = 'in'"),
+    # Messages per conversation, whenever they were: the conversation raw rows.
+    Rollup("rollup_conversation_messages", "messages", [("conversation_id", "{t}.conversation_id")],
+           [("messages_in", "sum({t}.direction = 'in')", "sum"),
+            ("messages_out", "sum({t}.direction = 'out')", "sum"),
+            ("errors", "coalesce(sum({t}.is_error), 0)", "sum"),
+            ("latency_n", "count({t}.latency_ms)", "sum"),
+            ("latency_sum", "coalesce(sum({t}.latency_ms), 0)", "sum")],
+           "{t}.conversation_id = {r}.conversation_id"),
+    # Messages per organisation and minute: the peak minute of a scope without bot or channel filter.
+    Rollup("rollup_minutes", "messages", [("minute", "{t}.created_at / 60000"), ("org_id", "{t}.org_id")],
+           [("messages", "count(*)", "sum")],
+           "{t}.org_id = {r}.org_id AND {t}.created_at >= {r}.created_at / 60000 * 60000"
+           " AND {t}.created_at < ({r}.created_at / 60000 + 1) * 60000"),
+    # LLM calls per cell and model; the channel is the one of the call's conversation.
+    Rollup("rollup_llm", "llm_calls",
+           _bucketed([("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"),
+                      ("channel", "(SELECT c.channel FROM conversations c WHERE c.id = {t}.conversation_id)"),
+                      ("model", "{t}.model")]),
+           [("calls", "count(*)", "sum"), ("failures", "coalesce(sum({t}.success = 0), 0)", "sum"),
+            ("input_tokens", "sum({t}.input_tokens)", "sum"), ("output_tokens", "sum({t}.output_tokens)", "sum"),
+            ("tokens", "sum({t}.input_tokens + {t}.output_tokens)", "sum"),
+            ("cost_usd", "sum({t}.cost_usd)", "sum"),
+            ("latency_n", "count({t}.latency_ms)", "sum"), ("latency_sum", "sum({t}.latency_ms)", "sum")],
+           _in_bucket("{t}.bot_id = {r}.bot_id AND {t}.model = {r}.model"),
+           cell_keys=("bucket", "org_id", "bot_id", "model")),
+)
+
+ROLLUP_NAMES = tuple(r.name for r in ROLLUPS)
+
+#: Indexes the triggers need to find a cell's rows in the base tables.
+TRIGGER_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS llm_calls_conversation ON llm_calls (conversation_id)",
+)
+
+
+def _merge(column: str, how: str) -> str:
+    """``column`` combined with ``excluded.column`` the way the aggregate would (NULLs ignored)."""
+    new = f"excluded.{column}"
+    combined = {"sum": f"{column} + {new}", "min": f"min({column}, {new})", "max": f"max({column}, {new})"}[how]
+    return f"{column} = CASE WHEN {column} IS NULL THEN {new} WHEN {new} IS NULL THEN {column} ELSE {combined} END"
+
+
+def _table_sql(rollup: Rollup) -> str:
+    columns = [f"{name} NOT NULL" if name != "channel" else name for name in rollup.key_names]
+    columns += [name for name, _, _ in rollup.values]
+    # A rollup llm row may have no channel (a call without a known conversation), so only
+    # tables whose keys are all NOT NULL can be WITHOUT ROWID.
+    if "channel" in rollup.key_names and rollup.base == "llm_calls":
+        return (f"CREATE TABLE IF NOT EXISTS {rollup.name} ({', '.join(columns)});"
+                f" CREATE UNIQUE INDEX IF NOT EXISTS {rollup.name}_key ON {rollup.name}"
+                f" ({', '.join(rollup.key_names)})")
+    return (f"CREATE TABLE IF NOT EXISTS {rollup.name} ({', '.join(columns)},"
+            f" PRIMARY KEY ({', '.join(rollup.key_names)})) WITHOUT ROWID")
+
+
+def _recompute(rollup: Rollup, row: str) -> str:
+    """Statements that rebuild the cell of ``row`` (OLD or NEW) from the base table."""
+    fixed = rollup.cell_keys or rollup.key_names
+    exprs = dict(rollup.keys)
+    match = " AND ".join(f"{name} IS {exprs[name].format(t=row)}" for name in fixed)
+    return (f"DELETE FROM {rollup.name} WHERE {match};"
+            f" INSERT INTO {rollup.name} ({rollup.columns()})"
+            f" {rollup.select('b', rollup.cell.format(t='b', r=row))};")
+
+
+def _trigger_sql(rollup: Rollup) -> List[str]:
+    merges = ", ".join(_merge(name, how) for name, _, how in rollup.values)
+    conflict = f"ON CONFLICT ({', '.join(rollup.key_names)}) DO UPDATE SET {merges}"
+    if rollup.base == "llm_calls":
+        # The unique index treats NULL channels as distinct: recompute the cell instead of merging.
+        on_insert = _recompute(rollup, "NEW")
+    else:
+        on_insert = (f"INSERT INTO {rollup.name} ({rollup.columns()})"
+                     f" {rollup.select('b', 'b.rowid = NEW.rowid')} {conflict};")
+    name, base = rollup.name, rollup.base
+    statements = [
+        f"CREATE TRIGGER IF NOT EXISTS {name}_insert AFTER INSERT ON {base} BEGIN {on_insert} END",
+        f"CREATE TRIGGER IF NOT EXISTS {name}_delete AFTER DELETE ON {base} BEGIN {_recompute(rollup, 'OLD')} END",
+        f"CREATE TRIGGER IF NOT EXISTS {name}_update AFTER UPDATE ON {base} BEGIN"
+        f" {_recompute(rollup, 'OLD')} {_recompute(rollup, 'NEW')} END",
+    ]
+    if rollup.base == "llm_calls":
+        # A call's channel comes from its conversation, which may arrive, change or go later.
+        for event, row in (("insert", "NEW"), ("delete", "OLD"), ("update", "NEW")):
+            timing = {"insert": "AFTER INSERT", "delete": "AFTER DELETE", "update": "AFTER UPDATE OF channel, id"}
+            rebuild = []
+            for each in ("OLD", "NEW") if event == "update" else (row,):
+                calls_of = (f"SELECT b2.rowid FROM llm_calls k JOIN llm_calls b2 ON {rollup.cell.format(t='b2', r='k')}"
+                            f" WHERE k.conversation_id = {each}.id")
+                rebuild.append(
+                    f"DELETE FROM {name} WHERE rowid IN (SELECT r.rowid FROM llm_calls k JOIN {name} r"
+                    f" ON r.bucket = k.created_at / {BUCKET_MS} AND r.org_id = k.org_id AND r.bot_id = k.bot_id"
+                    f" AND r.model = k.model WHERE k.conversation_id = {each}.id);"
+                    f" INSERT INTO {name} ({rollup.columns()})"
+                    f" {rollup.select('b', f'b.rowid IN ({calls_of})')};")
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {name}_conversation_{event} {timing[event]} ON conversations"
+                f" WHEN EXISTS (SELECT 1 FROM llm_calls k WHERE k.conversation_id = {row}.id"
+                f"{' OR k.conversation_id = OLD.id' if event == 'update' else ''})"
+                f" BEGIN {' '.join(rebuild)} END")
+    return statements
+
+
+def has_rollups(conn: sqlite3.Connection) -> bool:
+    """Whether the file holds every rollup table (files written before they existed do not)."""
+    marks = ", ".join("?" for _ in ROLLUP_NAMES)
+    found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
+                         ROLLUP_NAMES).fetchone()[0]
+    return found == len(ROLLUP_NAMES)
+
+
+def build_rollups(conn: sqlite3.Connection) -> None:
+    """(Re)build every rollup table from the base tables and install the triggers that keep
+    them current. Runs in one transaction of its own (the caller must not hold one)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in TRIGGER_INDEXES:
+            conn.execute(statement)
+        for rollup in ROLLUPS:
+            for statement in _table_sql(rollup).split("; "):
+                conn.execute(statement)
+            conn.execute(f"DELETE FROM {rollup.name}")
+            conn.execute(f"INSERT INTO {rollup.name} ({rollup.columns()}) {rollup.select('b', '1 = 1')}")
+            for statement in _trigger_sql(rollup):
+                conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
