@@ -412,10 +412,12 @@ class HttpApi:
         return self.empty_response()
 
     def list_templates(self, principal):
-        self.query(self.bottle.request, ())
-        templates = self.reports.list_templates(principal)
-        return self.json_response([template_view(t) for t in templates], 200,
-                                  {"X-Total-Count": str(len(templates))})
+        request = self.bottle.request
+        params = self.query(request, ("limit", "offset"))
+        items, total = self.reports.page_templates(principal, limit=params.get("limit"), offset=params.get("offset"))
+        limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
+        return self.json_response([template_view(t) for t in items], 200,
+                                  self.paging_headers(request, total, limit, offset, {}))
 
     def create_template(self, principal):
         request = self.bottle.request

@@ -429,6 +429,12 @@ class Reports:
         own = self.store.list_templates(None if principal.is_system else principal.org_id)
         return sorted(self.builtin_templates.values(), key=lambda t: t.id) + own
 
+    def page_templates(self, principal: Principal, limit=None, offset=None) -> Tuple[List[Template], int]:
+        """One page of ``list_templates`` (built-ins first) and the total."""
+        query = list_query({"limit": limit, "offset": offset}, self.report_types)
+        templates = self.list_templates(principal)
+        return templates[query["offset"]:query["offset"] + query["limit"]], len(templates)
+
     def get_template(self, principal: Principal, template_id: str) -> Template:
         template = self.builtin_templates.get(template_id) or (
             self.store.get_template(template_id) if isinstance(template_id, str) else None)

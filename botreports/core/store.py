@@ -405,7 +405,7 @@ class Store:
     def list_templates(self, org_id: Optional[str]) -> List[Template]:
         clause, args = ("org_id = ?", [org_id]) if org_id is not None else ("1 = 1", [])
         return [_record(Template, row) for row in self.db.query(
-            f"SELECT * FROM templates WHERE {clause} ORDER BY name, id", args)]
+            f"SELECT * FROM templates WHERE {clause} ORDER BY created_at DESC, id", args)]
 
     # -- API keys -------------------------------------------------------
 

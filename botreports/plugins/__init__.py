@@ -20,4 +20,5 @@ DEFAULT_PLUGINS = (
     "botreports.plugins.delivery.email",
     "botreports.plugins.delivery.webhook",
     "botreports.plugins.auth.bearer_tokens",
+    "botreports.plugins.templates.catalog",
 )

@@ -126,6 +126,7 @@ def document_view(document, *, max_rows: int, media: str, charts: bool = True, p
         "custom_css": Markup(_no_style_close(presentation.get("css") or "")),
         "intro": Markup(_markdown(intro)) if intro else None,
         "logo": logo if isinstance(logo, str) and logo.startswith("data:image/") else None,
+        "layout_html": None,
     }
 
 
@@ -142,4 +143,32 @@ def render_html(document, *, max_rows: int, media: str = "screen", charts: bool 
                 page_size: str = "A4") -> str:
     """The whole page as text; ``media="print"`` adds the paper stylesheet."""
     view = document_view(document, max_rows=max_rows, media=media, charts=charts, page_size=page_size)
-    return _environment().get_template("report.html").render(**view)
+    template = _environment().get_template("report.html")
+    layout = (getattr(document, "presentation", None) or {}).get("layout")
+    if layout:
+        view["layout_html"] = _arranged(document, view, layout)
+    return template.render(**view)
+
+
+def _arranged(document, view: dict, layout: str):
+    """The sections, intro and logo as the template's sandboxed layout arranges them."""
+    from markupsafe import Markup, escape
+
+    from ..templates.layout import apply_layout
+
+    render_section = _environment().get_template("section.html").module.render_section
+    fragments = {section["anchor"]: str(render_section(section)) for section in view["sections"]}
+    if view["intro"]:
+        fragments["intro"] = f'<section class="intro">{view["intro"]}</section>'
+    if view["logo"]:
+        fragments["logo"] = f'<img class="logo" src="{escape(view["logo"])}" alt="">'
+    first, last = document.period.start, document.period.end - dt.timedelta(microseconds=1)
+    context = {
+        "title": document.title, "type": document.type, "timezone": document.period.timezone,
+        "period_start": str(as_local_datetime(first, document.period.timezone).date()),
+        "period_end": str(as_local_datetime(last, document.period.timezone).date()),
+        "generated_at": document.generated_at.isoformat(), "parameters": dict(document.parameters),
+        "sections": [{"key": s["anchor"], "name": name, "title": s["title"]}
+                     for s, name in zip(view["sections"], (x.name for x in document.sections))],
+    }
+    return Markup(apply_layout(layout, context, fragments))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from pathlib import Path
 
 from ... import hookimpl
+from ...core.errors import ReportFailed
 from ...core.models import Exporter, Option
 from .export_options import with_defaults
 
@@ -19,7 +21,42 @@ OPTIONS = {
     "max_table_rows": Option("int", 100, "rows printed per table; the full data is in CSV and XLSX",
                              minimum=1, maximum=2_000),
     "page_size": Option("str", "A4", "paper size", choices=("A4", "Letter")),
+    "max_pages": Option("int", 500, "a report longer than this fails instead of filling the disk",
+                        minimum=1, maximum=5_000),
 }
+#: The page limit of the render running in this thread (see ``_limit_pages``).
+_page_limit = threading.local()
+
+
+class PageLimitExceeded(Exception):
+    """A document that lays out to more pages than its limit."""
+
+
+@functools.lru_cache(maxsize=1)
+def _limit_pages() -> bool:
+    """Make WeasyPrint stop laying out pages beyond the current thread's limit.
+
+    WeasyPrint builds every page before it returns, so a hostile template with
+    thousands of page breaks would cost its whole layout before a count after
+    the fact could refuse it. Its page generator is wrapped once; each render
+    sets its own limit in a thread-local. Returns False when this WeasyPrint
+    has no such generator (the count after layout still applies).
+    """
+    from weasyprint import layout
+
+    original = getattr(layout, "make_all_pages", None)
+    if original is None:
+        return False
+
+    def limited(*args, **kwargs):
+        limit = getattr(_page_limit, "value", None)
+        for count, page in enumerate(original(*args, **kwargs), start=1):
+            if limit is not None and count > limit:
+                raise PageLimitExceeded(f"the PDF would have more than {limit:,} pages (the limit)")
+            yield page
+
+    layout.make_all_pages = limited
+    return True
 
 
 def allowed_url(url: str, assets_dir: Path) -> bool:
@@ -68,8 +105,17 @@ def render_pdf(document, options) -> bytes:
     fetcher = locked_down_fetcher()
     # WeasyPrint warns for each refused URL; those warnings are the fetcher doing its job.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    return HTML(string=html, base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=fetcher).write_pdf(
-        uncompressed_pdf=False)
+    _limit_pages()
+    _page_limit.value = opts["max_pages"]
+    try:
+        rendering = HTML(string=html, base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=fetcher).render()
+    except PageLimitExceeded as exc:
+        raise ReportFailed(str(exc)) from None
+    finally:
+        _page_limit.value = None
+    if len(rendering.pages) > opts["max_pages"]:
+        raise ReportFailed(f"the PDF would have {len(rendering.pages):,} pages; the limit is {opts['max_pages']:,}")
+    return rendering.write_pdf(uncompressed_pdf=False)
 
 
 def export_pdf(document, stream, options):

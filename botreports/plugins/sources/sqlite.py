@@ -40,6 +40,11 @@ INDEXES = (
     " (direction, created_at, latency_ms, org_id, bot_id, channel)",
     "CREATE INDEX IF NOT EXISTS messages_conversation ON messages"
     " (conversation_id, direction, is_error, latency_ms)",
+    # Incoming messages with an intent, in time order, with what top intents count (distinct
+    # conversations and users): a period is one range of a small index.
+    "CREATE INDEX IF NOT EXISTS messages_intents ON messages"
+    " (direction, created_at, intent, org_id, bot_id, channel, conversation_id, user_id)"
+    " WHERE intent IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS conversations_org_time ON conversations (org_id, started_at)",
     "CREATE INDEX IF NOT EXISTS conversations_bot_time ON conversations (bot_id, started_at)",
     # Every column the conversation sections read, in start order: a period is one index range.
@@ -174,6 +179,10 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             # A replaced row must leave the rollup tables (their delete triggers) before its
             # successor enters them; SQLite fires delete triggers on REPLACE only with this on.
             conn.execute("PRAGMA recursive_triggers = ON")
+            if not has_rollups(conn):
+                # A file written before rollups existed gains them (and their triggers) once.
+                build_rollups(conn)
+                self._rollups = None
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
             try:

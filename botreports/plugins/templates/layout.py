@@ -29,8 +29,10 @@ def apply_layout(layout: str, context: Mapping, fragments: Mapping[str, str]) ->
     """
     nonce = secrets.token_hex(8)
     tokens = {name: f"BRSLOT{nonce}{index}X" for index, name in enumerate(fragments)}
-    sections = [{"name": item["name"], "title": item.get("title", ""), "placeholder": tokens[item["name"]]}
-                for item in context.get("sections", ()) if item["name"] in tokens]
+    # Sections are keyed by ``key`` (unique in a report) and shown by ``name`` (a section may repeat).
+    sections = [{"name": item["name"], "title": item.get("title", ""),
+                 "placeholder": tokens[item.get("key", item["name"])]}
+                for item in context.get("sections", ()) if item.get("key", item["name"]) in tokens]
     variables = {**context, "sections": sections,
                  "intro": tokens.get("intro", ""), "logo": tokens.get("logo", "")}
     html = sanitize_html(render_layout(layout, variables), extra_tags=LAYOUT_TAGS,

@@ -1,0 +1,148 @@
+"""The rollup tables equal a rebuild from the base tables whatever the order of
+writes (inserts, replacements, late conversations, deletes, updates), and a
+file without them answers every query with the same numbers, only slower."""
+import datetime as dt
+import random
+import shutil
+import sqlite3
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from botreports.core.models import Period, Scope
+from botreports.plugins.sources.sqlite import SqliteAnalytics, create_database, create_indexes
+from botreports.plugins.sources.sqlite_rollups import ROLLUPS, build_rollups
+from botreports.plugins.sources.synthetic import generate
+
+UTC = dt.timezone.utc
+T0 = 1_735_776_000_000  # 2025-01-02T00:00Z
+
+
+def snapshot(path):
+    """Every rollup row, floats rounded (sums of costs may add up in another order)."""
+    conn = sqlite3.connect(path)
+    try:
+        return {r.name: sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in row)
+                                for row in conn.execute(f"SELECT {r.columns()} FROM {r.name}")), key=repr)
+                for r in ROLLUPS}
+    finally:
+        conn.close()
+
+
+def random_events(rng, n):
+    """Messages, calls and conversations with repeated ids (replacements), in shuffled order."""
+    events = []
+    for i in range(n):
+        conv = f"c{rng.randint(0, 12)}"
+        out = rng.random() < 0.5
+        events.append(("messages", {
+            "id": f"m{rng.randint(0, n // 2)}", "org_id": rng.choice(("o1", "o2")), "conversation_id": conv,
+            "bot_id": rng.choice(("b1", "b2")), "channel": rng.choice(("web", "teams")),
+            "user_id": f"u{rng.randint(0, 5)}", "direction": "out" if out else "in",
+            "created_at": T0 + rng.randint(0, 3 * 3_600_000), "latency_ms": rng.randint(1, 900) if out else None,
+            "tokens": rng.randint(0, 50) if out else None, "intent": None if out else rng.choice(("a", "b", None)),
+            "is_error": rng.choice((0, 1, None))}))
+        if rng.random() < 0.4:
+            events.append(("llm_calls", {
+                "id": f"l{rng.randint(0, n // 3)}", "org_id": "o1", "bot_id": rng.choice(("b1", "b2")),
+                "conversation_id": rng.choice((conv, None, "c-missing")), "model": rng.choice(("x", "y")),
+                "created_at": T0 + rng.randint(0, 3 * 3_600_000), "input_tokens": rng.choice((None, 10, 20)),
+                "output_tokens": rng.randint(0, 9), "latency_ms": rng.choice((None, 100, 250)),
+                "success": rng.choice((0, 1, None)), "cost_usd": rng.choice((None, 0.001, 0.25))}))
+        if rng.random() < 0.2:
+            events.append(("conversations", {
+                "id": conv, "org_id": "o1", "bot_id": "b1", "user_id": "u1",
+                "channel": rng.choice(("web", "teams", "whatsapp")), "started_at": T0, "ended_at": None,
+                "status": "open", "satisfaction": None, "message_count": 3}))
+    return events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rollups_follow_every_kind_of_write(tmp_path, seed):
+    rng = random.Random(seed)
+    path = tmp_path / "a.db"
+    conn = create_database(path)
+    create_indexes(conn)  # empty rollups and their triggers, before any data
+    conn.close()
+    source = SqliteAnalytics(path)
+    events = random_events(rng, 300)
+    for start in range(0, len(events), 37):
+        source.write_events(events[start:start + 37])
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM messages WHERE rowid % 7 = 0")
+    conn.execute("UPDATE messages SET created_at = created_at + 1800000, channel = 'sms' WHERE rowid % 5 = 0")
+    conn.execute("UPDATE conversations SET channel = 'sms' WHERE id IN ('c1', 'c2')")
+    conn.execute("DELETE FROM conversations WHERE id = 'c3'")
+    conn.execute("DELETE FROM llm_calls WHERE rowid % 4 = 0")
+    kept = snapshot(path)
+    build_rollups(conn)
+    conn.close()
+    assert snapshot(path) == kept
+    assert any(kept.values())
+
+
+ZONES = ("America/New_York", "Asia/Kathmandu", "UTC")
+
+
+def scopes():
+    for zone in ZONES:
+        tz = ZoneInfo(zone)
+        for first, days in ((dt.date(2025, 1, 2), 30), (dt.date(2025, 1, 20), 3)):
+            period = Period(dt.datetime.combine(first, dt.time(0), tz).astimezone(UTC),
+                            dt.datetime.combine(first + dt.timedelta(days=days), dt.time(0), tz).astimezone(UTC),
+                            zone)
+            yield Scope(org_id=None, period=period)
+            yield Scope(org_id="org-acme", period=period, bot_ids=("bot-001", "bot-004"), channel="web")
+
+
+def answers(source, scope):
+    """Every query of the interface that rollups may answer, with its result."""
+    result = {
+        "usage_totals": source.usage_totals(scope), "daily_usage": source.daily_usage(scope),
+        "activity_grid": source.activity_grid(scope), "top_users": source.top_users(scope, 10),
+        "usage_rows": list(source.usage_rows(scope)), "conversation_rows": list(source.conversation_rows(scope)),
+        "llm_performance": source.llm_performance(scope), "throughput": source.throughput(scope),
+        "performance_rows": list(source.performance_rows(scope)),
+    }
+    for dimension in ("bot", "channel"):
+        result[f"usage_breakdown_{dimension}"] = source.usage_breakdown(scope, dimension)
+    for group in (None, "day", "bot", "channel"):
+        result[f"reply_latency_{group}"] = source.reply_latency(scope, group)
+        result[f"error_counts_{group}"] = source.error_counts(scope, group)
+    return result
+
+
+def test_file_without_rollups_gives_the_same_answers(tmp_path):
+    path = tmp_path / "with.db"
+    generate(path, days=30, bots=6, messages=20_000, seed=3, end_date=dt.date(2025, 1, 31))
+    old = tmp_path / "without.db"
+    shutil.copy(path, old)
+    conn = sqlite3.connect(old)
+    for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {trigger}")
+    for rollup in ROLLUPS:
+        conn.execute(f"DROP TABLE {rollup.name}")
+    conn.close()
+    rolled, plain = SqliteAnalytics(path), SqliteAnalytics(old)
+    assert rolled.rollups and not plain.rollups
+    for scope in scopes():
+        assert answers(rolled, scope) == answers(plain, scope), scope
+
+
+def test_old_file_gains_its_rollups_on_its_next_ingest(tmp_path):
+    path = tmp_path / "old.db"
+    conn = create_database(path)
+    conn.execute("INSERT INTO messages (id, org_id, conversation_id, bot_id, channel, user_id, direction,"
+                 " created_at) VALUES ('m0', 'o1', 'c1', 'b1', 'web', 'u1', 'in', ?)", [T0])
+    conn.close()
+    source = SqliteAnalytics(path)
+    assert not source.rollups
+    source.write_events(random_events(random.Random(7), 20))
+    source.close()
+    fresh = SqliteAnalytics(path)
+    assert fresh.rollups
+    kept = snapshot(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    build_rollups(conn)
+    conn.close()
+    assert snapshot(path) == kept
