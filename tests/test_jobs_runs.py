@@ -113,7 +113,7 @@ def jobs_principal():
 
 def test_reconciler_retries_a_report_whose_worker_died(jobs):
     report_id = _stuck(jobs, attempts=1)
-    assert jobs.reconcile() == {"retried": 1, "failed": 0, "partial_files": 0}
+    assert jobs.reconcile() == {"retried": 1, "failed": 0, "requeued": 0, "partial_files": 0}
     report = jobs.store.get_report(report_id)
     assert (report.state, report.attempts, report.error) == ("completed", 2, None)
 
@@ -187,3 +187,40 @@ def test_transient_errors_and_backoff():
         retry_backoff = 5
 
     assert [backoff(Settings, n) for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
+
+
+def test_reconciler_enqueues_again_a_pending_report_whose_message_was_lost(tmp_path, botreports_demo_db,
+                                                                          system_principal):
+    import datetime as dt
+    import shutil
+
+    class LosingQueue:
+        """Accepts messages and loses them, as a queue flushed without persistence would."""
+        name, synchronous = "losing", False
+
+        def bind(self, reports):
+            self.reports, self.sent = reports, []
+
+        def enqueue(self, report_id, delay=None):
+            self.sent.append(report_id)
+
+        def start(self):
+            return None
+
+        def stop(self):
+            return None
+
+    shutil.copy(botreports_demo_db, tmp_path / "analytics.db")
+    queue = LosingQueue()
+    rk = Reports(data_dir=tmp_path, load_entrypoints=False, queue=queue, requeue_after=300)
+    report = rk.generate(system_principal, {"type": "usage", "format": "json", "start_date": "2025-01-20",
+                                            "end_date": "2025-01-21"})
+    assert queue.sent == [report.id] and rk.reconcile()["requeued"] == 0  # not stale yet
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=301)
+    assert rk.reconcile(later)["requeued"] == 1 and queue.sent == [report.id, report.id]
+    assert rk.reconcile(later)["requeued"] == 0  # once per interval, whichever reconciler ran
+    assert rk.reconcile(later + dt.timedelta(seconds=301))["requeued"] == 1
+    rk.run_report(report.id, worker="w")  # the message arrives at last: one worker does it once
+    assert rk.store.get_report(report.id).state == "completed"
+    assert rk.reconcile(later + dt.timedelta(seconds=1000))["requeued"] == 0
+    rk.close()

@@ -204,7 +204,8 @@ def notify_finished(reports, report: Report) -> None:
 
 
 def reconcile(reports, at: Optional[dt.datetime] = None) -> dict:
-    """Retry or fail every running report whose lease expired; remove abandoned temporary files.
+    """Retry or fail every running report whose lease expired, enqueue again pending reports whose
+    queue message was lost, and remove abandoned temporary files.
 
     Safe to run anywhere and often: each row is taken with a conditional update.
     """
@@ -237,6 +238,16 @@ def reconcile(reports, at: Optional[dt.datetime] = None) -> dict:
             counts["failed"] += 1
             notify_finished(reports, store.get_report(row["id"]))
         log.warning("report %s: %s", row["id"], fields["error"])
+    # A pending report nobody claimed for a long time lost its queue message (a queue flushed or
+    # restarted without persistence): enqueue it again. A duplicate message is harmless, since
+    # claiming a report is a conditional update that only one worker wins.
+    counts["requeued"] = 0
+    for row in store.stale_pending(at - dt.timedelta(seconds=settings.requeue_after)):
+        if store.mark_requeued(row["id"], row.get("retry_at"), at):
+            counts["requeued"] += 1
+            reports.queue.enqueue(row["id"])
+            log.warning("report %s: pending since %s with no worker; enqueued again",
+                        row["id"], row.get("retry_at") or row.get("created_at"))
     counts["partial_files"] = _remove_abandoned_partials(reports, settings.report_timeout + settings.lease_seconds)
     return counts
 

@@ -59,6 +59,8 @@ class Settings:
     #: ``BOTREPORTS_REPORT_TIMEOUT``: seconds one report may run before it fails as timed out.
     report_timeout: float = 600
     #: ``BOTREPORTS_MAX_ATTEMPTS``: runs of a report (first one included) for transient errors and lost workers.
+    #: ``BOTREPORTS_REQUEUE_AFTER``: a report pending this long (s) is enqueued again (its message was lost).
+    requeue_after: float = 600
     max_attempts: int = 3
     #: ``BOTREPORTS_RETRY_BACKOFF``: seconds before the first retry; doubled for each later one.
     retry_backoff: float = 5
@@ -113,6 +115,7 @@ class Settings:
             "lease_seconds": _env("LEASE_SECONDS", 60, float),
             "report_timeout": _env("REPORT_TIMEOUT", 600, float),
             "max_attempts": _env("MAX_ATTEMPTS", 3, int),
+            "requeue_after": _env("REQUEUE_AFTER", 600, float),
             "retry_backoff": _env("RETRY_BACKOFF", 5, float),
             "schedule_min_interval": _env("SCHEDULE_MIN_INTERVAL", 5, int),
             "schedule_max_recipients": _env("SCHEDULE_MAX_RECIPIENTS", 20, int),

@@ -301,6 +301,16 @@ class Store:
         return self._update("reports", report_id, "AND state = 'running' AND lease_owner = ?", (holder,),
                             **fields) == 1
 
+    def stale_pending(self, before: dt.datetime) -> List[dict]:
+        """Pending reports not started, nor enqueued again, since ``before``."""
+        return list(self.db["reports"].rows_where(
+            "state = 'pending' AND coalesce(retry_at, created_at) < ?", [to_db(before)]))
+
+    def mark_requeued(self, report_id: str, seen: Optional[str], at: dt.datetime) -> bool:
+        """Record that a stale pending report is enqueued again (one reconciler wins)."""
+        return self._update("reports", report_id, "AND state = 'pending' AND retry_at IS ?", (seen,),
+                            retry_at=at) == 1
+
     def release_expired_lease(self, report_id: str, at: dt.datetime, **fields) -> bool:
         """Update a running report whose lease expired before ``at`` (one reconciler wins)."""
         return self._update("reports", report_id, "AND state = 'running' AND lease_expires_at < ?",
