@@ -153,7 +153,10 @@ def test_webhook_posts_json_with_a_signed_link(reports, principal_factory):
         reports.settings.retry_backoff = 0.01
         _, refused = fire_once(reports, principal_factory("admin"), {**BODY, "webhooks": [url]})
         rows = reports.store.deliveries_of(refused.id)
-        assert rows[0]["state"] == "failed" and "loopback" in rows[0]["detail"] and Hook.received == []
+        # refused for good: recorded once as refused, never retried
+        assert [r["state"] for r in rows] == ["refused"] and "loopback" in rows[0]["detail"]
+        assert reports.deliver(refused.id) == {"sent": 0, "failed": 0}
+        assert len(reports.store.deliveries_of(refused.id)) == 1 and Hook.received == []
         reports.settings.webhook_allow_private = True
         _, report = fire_once(reports, principal_factory("admin"), {**BODY, "cron": "0 9 * * 1", "webhooks": [url]})
     finally:

@@ -10,6 +10,7 @@ import logging
 from typing import Dict, List, Optional, Tuple
 
 from . import security
+from .models import Refused
 
 log = logging.getLogger("botreports.delivery")
 
@@ -59,13 +60,13 @@ def deliver_report(reports, report_id: str) -> Dict[str, int]:
                 outcome = {r: f"{type(exc).__name__}: {exc}" for r in recipients}
         for recipient, attempt in items:
             problem = outcome.get(recipient)
-            state = "sent" if problem is None else "failed"
+            state = "sent" if problem is None else "refused" if isinstance(problem, Refused) else "failed"
             store.record_delivery(report_id, schedule.id, name, recipient, state, attempt, problem or "")
-            counts[state] += 1
+            counts["sent" if problem is None else "failed"] += 1
             if problem is not None:
-                log.warning("delivery of %s to %s by %s failed (attempt %d): %s",
-                            report_id, recipient, name, attempt, problem)
-                retry = retry or (channel is not None and attempt < settings.delivery_attempts)
+                log.warning("delivery of %s to %s by %s %s (attempt %d): %s",
+                            report_id, recipient, name, state, attempt, problem)
+                retry = retry or (state == "failed" and channel is not None and attempt < settings.delivery_attempts)
     if retry:
         from .jobs import backoff
         attempt = max(a for items in by_channel.values() for _, a in items)

@@ -109,6 +109,14 @@ class DataSourceFactory:
     description: str = ""
 
 
+class Refused(str):
+    """A delivery problem that retrying cannot fix (e.g. a webhook to a private address).
+
+    A channel returns it instead of a plain string for that recipient; the
+    attempt is recorded as ``refused`` and never retried.
+    """
+
+
 @attrs.frozen
 class DeliveryChannel:
     """Sends a finished report: ``deliver(report, artifact_path, recipients, reports)``."""

@@ -398,9 +398,9 @@ class Store:
                        [to_db(v) for v in fields.values()] + [schedule_id, to_db(fire_time)])
 
     def delivery_attempts(self, report_id: str, channel: str, recipient: str) -> Tuple[bool, int]:
-        """Whether ``recipient`` already got the report through ``channel``, and how many tries were made."""
+        """Whether ``recipient`` is done with (sent, or refused for good) and how many tries were made."""
         sent, tries = self.db.execute(
-            "SELECT coalesce(max(state = 'sent'), 0), count(*) FROM deliveries"
+            "SELECT coalesce(max(state IN ('sent', 'refused')), 0), count(*) FROM deliveries"
             " WHERE report_id = ? AND channel = ? AND recipient = ?", [report_id, channel, recipient]).fetchone()
         return bool(sent), tries
 

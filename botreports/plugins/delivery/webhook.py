@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ... import hookimpl
 from ...core.deliveries import signed_download_url
-from ...core.models import DeliveryChannel
+from ...core.models import DeliveryChannel, Refused
 from ...core.views import status_view
 
 TIMEOUT = 15
@@ -33,8 +33,8 @@ def public_addresses(host: str, port: int, allow_private: bool) -> List[str]:
     """Every address ``host`` resolves to, all checked; ``RefusedAddress`` if any is not public."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise RefusedAddress(f"cannot resolve {host!r}: {exc}") from None
+    except socket.gaierror as exc:  # DNS may answer later: an ordinary, retried failure
+        raise OSError(f"cannot resolve {host!r}: {exc}") from None
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not allow_private:
         for address in addresses:
@@ -104,6 +104,8 @@ def deliver(report, artifact_path, recipients, reports):
     for url in recipients:
         try:
             post_json(url, payload, reports.settings.webhook_allow_private)
+        except RefusedAddress as exc:  # retrying will not make a private address public
+            problems[url] = Refused(str(exc))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             problems[url] = str(exc) or type(exc).__name__
     return problems
