@@ -101,6 +101,7 @@ def test_xlsx_cells_are_safe_and_numbers_survive(rows):
     for (label, count, value), (c_label, c_count, c_value) in zip(rows, got):
         if c_label.value is not None:
             assert c_label.data_type == "s" and c_label.value[0] not in FORMULA_TRIGGERS
+        assert (c_label.value or "") == xlsx_exporter.safe_text(label)
         assert c_count.value == count and c_count.data_type == "n"
         assert c_value.value == value and c_value.data_type == "n"
 
@@ -137,6 +138,60 @@ def test_xlsx_raw_data_continues_on_next_sheets(monkeypatch):
     exact = openpyxl.load_workbook(io.BytesIO(export(xlsx_exporter, document(
         Table("Raw", MIXED, iter(rows[:10]), raw=True)))))
     assert [n for n in exact.sheetnames if n.startswith("Raw data")] == ["Raw data", "Raw data (2)"]
+
+
+def test_xlsx_text_keeps_spaces_markup_and_line_breaks():
+    import openpyxl
+
+    texts = ["  padded  ", "a & b <c> \"d\"", "line\r\nbreak\rcr", "tab\tinside", "\n", "bad \ufffe\x01 chars",
+             "<row r=\"9\"><c/></row>", "]]>"]
+    columns = (Column("text", "Text"),)
+    sheet = openpyxl.load_workbook(io.BytesIO(export(xlsx_exporter, document(
+        Table("Raw", columns, iter([[t] for t in texts]), raw=True)))))["Raw data"]
+    assert [row[0].value for row in sheet.iter_rows(min_row=2)] == [
+        "  padded  ", "a & b <c> \"d\"", "line\r\nbreak\rcr", "tab\tinside", "\n", "bad \ufffd\ufffd chars",
+        "<row r=\"9\"><c/></row>", "]]>"]
+
+
+def test_xlsx_types_values_that_differ_from_their_column():
+    import openpyxl
+
+    columns = (Column("n", "N", "integer"), Column("at", "At", "datetime"), Column("day", "Day", "date"),
+               Column("label", "Label"))
+    rows = [[True, "2025-07-01T12:00:00Z", "2025-01-05", dt.datetime(2025, 1, 2, 9, 30, tzinfo=UTC)],
+            [2.5, "not a time", dt.datetime(2025, 7, 1, 23, 30, tzinfo=UTC), 7],
+            [float("nan"), None, "someday", dt.date(2025, 3, 4)],
+            ["=1+1", dt.datetime(2025, 1, 1, 0, 0), dt.date(2025, 2, 3), float("inf")]]
+    sheet = openpyxl.load_workbook(io.BytesIO(export(xlsx_exporter, document(
+        Table("Raw", columns, iter(rows), raw=True)))))["Raw data"]
+    got = [[(cell.value, cell.number_format) for cell in row] for row in sheet.iter_rows(min_row=2, max_col=4)]
+    stamp = "yyyy-mm-dd hh:mm:ss"
+    assert got[0] == [(True, "General"), (dt.datetime(2025, 7, 1, 13, 0), stamp),
+                      (dt.datetime(2025, 1, 5), "yyyy-mm-dd"), (dt.datetime(2025, 1, 2, 9, 30), stamp)]
+    assert got[1] == [(2.5, "#,##0"), ("not a time", "General"), (dt.datetime(2025, 7, 2, 0, 30), "yyyy-mm-dd"),
+                      (7, "General")]
+    assert got[2] == [(None, "General"), (None, "General"), ("someday", "General"),
+                      (dt.datetime(2025, 3, 4), "yyyy-mm-dd")]
+    assert got[3] == [("'=1+1", "General"), (dt.datetime(2025, 1, 1, 0, 0), stamp),
+                      (dt.datetime(2025, 2, 3), "yyyy-mm-dd"), (None, "General")]
+
+
+def test_xlsx_rows_stay_in_order_across_chunks_and_sheets(monkeypatch):
+    import openpyxl
+
+    from botreports.plugins.exporters import xlsx_rows
+
+    monkeypatch.setattr(xlsx_rows, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(xlsx_exporter, "MAX_DATA_ROWS", 10)
+    rows = [[f"row {i}", i, i / 4] for i in range(25)]
+    book = openpyxl.load_workbook(io.BytesIO(export(xlsx_exporter, document(
+        Table("Raw", MIXED, OnceOnly(rows), raw=True)))))
+    sheets = [book[name] for name in book.sheetnames if name.startswith("Raw data")]
+    assert [sheet.max_row for sheet in sheets] == [11, 11, 6]
+    got = [[cell.value for cell in row] for sheet in sheets for row in sheet.iter_rows(min_row=2)]
+    assert got == rows
+    for sheet in sheets:
+        assert sheet.freeze_panes == "A2" and sheet["A1"].font.b and sheet.column_dimensions["A"].width > 8
 
 
 def test_xlsx_types_dates_percentages_and_local_datetimes():

@@ -14,8 +14,9 @@ from ...core.models import Exporter
 
 def _default(value):
     if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:
-        # The common case of raw rows, spelled as ``unstructure`` spells it, without its dispatch.
-        return value.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+        # The common case of raw rows, spelled as ``unstructure`` spells it, without its dispatch
+        # (and without a naive copy: "+00:00" is cut off instead).
+        return value.isoformat(timespec="seconds")[:-6] + "Z"
     if isinstance(value, dt.datetime):
         return unstructure(value)
     if isinstance(value, dt.date):

@@ -6,7 +6,8 @@ beyond Excel's 1,048,576 rows), and ``About`` (the report's period, filters and
 notes). Cells are typed: numbers with number formats, percentages as %, dates
 and date-times (in the report's timezone) as Excel dates; header rows are
 frozen and columns sized. Text that a spreadsheet would take for a formula gets
-a leading ``'`` (see ``cell_safety``); numbers stay numbers.
+a leading ``'`` (see ``cell_safety``); numbers stay numbers. Table rows are
+rendered by ``xlsx_rows``, one converter per column, for speed on raw data.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import itertools
 import math
 import re
 import tempfile
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 from ... import hookimpl
 from ...core.models import Exporter
 from ...core.scheduling import zone
+from . import xlsx_rows
 from .cell_safety import FORMULA_TRIGGERS
 from .chart_svg import PALETTE
 from .display_values import format_cell
@@ -37,8 +39,8 @@ NUMBER_FORMATS = {
 }
 DEFAULT_WIDTHS = {"integer": 12, "number": 14, "percent": 10, "duration": 12, "date": 12, "datetime": 20,
                   "text": 24}
-#: Characters XML 1.0 cannot hold (openpyxl refuses them): shown as U+FFFD instead.
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: Characters XML 1.0 cannot hold (openpyxl refuses them, a parser rejects them): shown as U+FFFD instead.
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _TRIGGERS = frozenset(FORMULA_TRIGGERS)
 _END = object()
 
@@ -83,81 +85,62 @@ def _local(timezone: str) -> Callable:
     return naive_local
 
 
-def _parse_instant(value):
-    if isinstance(value, str):
-        try:
-            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
+def _header_style():
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    return {"font": Font(bold=True, color="FFFFFF"), "fill": PatternFill("solid", fgColor="1E3A8A"),
+            "alignment": Alignment(vertical="center"),
+            "border": Border(bottom=Side(style="thin", color="0F172A"))}
 
 
-class RowWriter:
-    """Turns a table's rows into typed, styled, safe cells for one write-only sheet.
+def _style_id(sheet, **style) -> int:
+    """The workbook's id for a cell style (registered on first use)."""
+    from openpyxl.cell import WriteOnlyCell
 
-    One styled cell per column is reused row after row: openpyxl writes each
-    row as it is appended, so the style is set once per column, not per cell.
+    cell = WriteOnlyCell(sheet)
+    for name, value in style.items():
+        setattr(cell, name, value)
+    return cell.style_id
+
+
+class TableSheet:
+    """One table's rows on one write-only sheet: header, then typed, styled, safe cells.
+
+    Each column gets one converter, chosen once from its type (see
+    ``xlsx_rows``); rows are rendered straight to SpreadsheetML in chunks.
     """
 
     def __init__(self, sheet, columns, timezone: str):
-        from openpyxl.cell import WriteOnlyCell
+        styles = {kind: _style_id(sheet, number_format=fmt) for kind, fmt in NUMBER_FORMATS.items()}
+        renderer = xlsx_rows.CellRenderer(styles, _local(timezone), safe_text)
+        self.converters = [renderer.for_column(column.type) for column in columns]
+        header = f' s="{_style_id(sheet, **_header_style())}"'
+        self.stream = xlsx_rows.SheetDataStream(sheet)
+        cells = (xlsx_rows.text_cell(f"{_column_letter(index)}1", safe_text(column.label), header)
+                 for index, column in enumerate(columns, start=1))
+        self.stream.write([f'<row r="1">{"".join(cells)}</row>'])
 
-        self.columns = columns
-        self.local = _local(timezone)
-        self.cells = []
-        for column in columns:
-            cell = WriteOnlyCell(sheet)
-            if column.type in NUMBER_FORMATS:
-                cell.number_format = NUMBER_FORMATS[column.type]
-            self.cells.append(cell)
-        self.kinds = [column.type for column in columns]
-
-    def row(self, values) -> list:
-        out = []
-        for value, kind, cell in zip(values, self.kinds, self.cells):
-            if value is None:
-                out.append(None)
-            elif isinstance(value, str):
-                if kind in ("datetime", "date"):
-                    parsed = _parse_instant(value)
-                    if parsed is not None:
-                        cell.value = self.local(parsed) if kind == "datetime" else parsed.date()
-                        out.append(cell)
-                        continue
-                out.append(safe_text(value))
-            elif isinstance(value, bool):
-                out.append(value)
-            elif isinstance(value, (int, float)):
-                if isinstance(value, float) and not math.isfinite(value):
-                    out.append(None)
-                    continue
-                # openpyxl prints numbers with "%.16g", which loses the 17th digit of some floats;
-                # repr is the shortest text that reads back as the very same float.
-                cell._value = repr(value) if isinstance(value, float) else str(value)
-                cell.data_type = "n"
-                out.append(cell)
-            elif isinstance(value, dt.datetime):
-                cell.value = self.local(value)
-                out.append(cell)
-            elif isinstance(value, dt.date):
-                cell.value = value
-                out.append(cell)
-            else:
-                out.append(safe_text(value))
-        return out
+    def write(self, rows: Iterable, limit: int) -> int:
+        """Write up to ``limit`` rows from the iterator ``rows``; returns how many were written."""
+        written, chunk = 0, []
+        for row in xlsx_rows.render_rows(itertools.islice(rows, limit), self.converters, first_row=2):
+            chunk.append(row)
+            if len(chunk) == xlsx_rows.CHUNK_ROWS:
+                self.stream.write(chunk)
+                written += len(chunk)
+                chunk = []
+        self.stream.write(chunk)
+        return written + len(chunk)
 
 
 def _header(sheet, labels):
     from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
     cells = []
     for label in labels:
         cell = WriteOnlyCell(sheet, value=safe_text(label))
-        cell.font = Font(bold=True, color="FFFFFF")
-        cell.fill = PatternFill("solid", fgColor="1E3A8A")
-        cell.alignment = Alignment(vertical="center")
-        cell.border = Border(bottom=Side(style="thin", color="0F172A"))
+        for name, value in _header_style().items():
+            setattr(cell, name, value)
         cells.append(cell)
     return cells
 
@@ -192,16 +175,8 @@ def write_table(workbook, names: SheetNames, title: str, table, timezone: str) -
         created.append(sheet.title)
         sheet.freeze_panes = "A2"
         _widths(sheet, widths)
-        sheet.append(_header(sheet, [c.label for c in table.columns]))
-        writer = RowWriter(sheet, table.columns, timezone)
-        append, convert = sheet.append, writer.row
-        written = 0
         limit = MAX_DATA_ROWS
-        for row in rows:
-            append(convert(row))
-            written += 1
-            if written >= limit:
-                break
+        written = TableSheet(sheet, table.columns, timezone).write(rows, limit)
         if written < limit:
             exhausted = True
         else:  # a full sheet: continue on the next one only if a row is left

@@ -105,32 +105,44 @@ class ConversationQueries:
         where, params = self.scoped("conversations", scope, alias="c")
         if self.rollups:
             # Each conversation's message counts were summed on ingest: one key lookup per row.
-            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count,"
-                   f" c.status, c.satisfaction, r.messages_in, r.messages_out, r.errors, r.latency_n, r.latency_sum"
+            # What SQLite computes exactly (a difference, a default, a quotient of integers) it
+            # computes here, so the Python loop that builds each row stays short.
+            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at,"
+                   f" c.ended_at - c.started_at, c.message_count, c.status, c.satisfaction,"
+                   f" coalesce(r.messages_in, 0), coalesce(r.messages_out, 0), coalesce(r.errors, 0),"
+                   f" CASE WHEN r.latency_n > 0 THEN r.latency_sum * 1.0 / r.latency_n END"
                    f" FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
                    f" WHERE {where} ORDER BY c.started_at, c.id")
         else:
             # One index walk per conversation (messages_conversation) instead of grouping every message;
             # the five numbers travel packed in one string.
-            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, c.message_count,"
+            sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at,"
+                   f" c.ended_at - c.started_at, c.message_count,"
                    f" c.status, c.satisfaction, (SELECT sum(m.direction = 'in') || ',' || sum(m.direction = 'out')"
                    f" || ',' || coalesce(sum(m.is_error), 0) || ',' || count(m.latency_ms) || ','"
                    f" || coalesce(sum(m.latency_ms), 0) FROM messages m WHERE m.conversation_id = c.id)"
                    f" FROM conversations c WHERE {where} ORDER BY c.started_at, c.id")
             return self._conversation_rows(
-                row[:9] + (tuple(int(v) for v in row[9].split(",")) if row[9] else (0, 0, 0, 0, 0))
-                for row in self.conn.execute(sql, params))
+                row[:10] + _unpack_counts(row[10]) for row in self.conn.execute(sql, params))
         return self._conversation_rows(self.conn.execute(sql, params))
 
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc
         from_ms = dt.datetime.fromtimestamp
-        for (id_, bot, channel, user, started, ended, count, status, satisfaction, m_in, m_out, errors,
-             latency_n, latency_sum) in rows:
+        for (id_, bot, channel, user, started, ended, duration, count, status, satisfaction, m_in, m_out, errors,
+             latency) in rows:
             yield {"id": id_, "bot_id": bot, "channel": channel, "user_id": user,
                    "started_at": from_ms(started / 1000, utc),
                    "ended_at": None if ended is None else from_ms(ended / 1000, utc),
-                   "duration_ms": None if ended is None else ended - started, "message_count": count,
-                   "status": status, "satisfaction": satisfaction, "messages_in": m_in or 0,
-                   "messages_out": m_out or 0, "errors": errors or 0,
-                   "avg_latency_ms": round(latency_sum / latency_n, 3) if latency_n else None}
+                   "duration_ms": duration, "message_count": count,
+                   "status": status, "satisfaction": satisfaction, "messages_in": m_in,
+                   "messages_out": m_out, "errors": errors,
+                   "avg_latency_ms": None if latency is None else round(latency, 3)}
+
+
+def _unpack_counts(packed) -> tuple:
+    """``"in,out,errors,latency_n,latency_sum"`` -> ``(in, out, errors, average latency or None)``."""
+    if not packed:
+        return (0, 0, 0, None)
+    m_in, m_out, errors, latency_n, latency_sum = (int(v) for v in packed.split(","))
+    return (m_in, m_out, errors, latency_sum / latency_n if latency_n else None)

@@ -36,6 +36,10 @@ class PerformanceQueries:
             return []
         where, params = self.scoped("messages", scope)
         group_sql, group_params, to_key = self._group(scope, group, "created_at")
+        if group in _COLUMNS:
+            # Grouping by a bare column tempts the planner into a bot index and a lookup of every
+            # reply's row; the unary + keeps it on the covering index of replies in time order.
+            group_sql = f"+{group_sql}"
         rows = self.query(percentile_sql("messages", "latency_ms", group_sql, f"{where} AND direction = 'out'"),
                           group_params + params)
         result = []
@@ -84,7 +88,9 @@ class PerformanceQueries:
         return [{**r, "key": to_key(r["key"])} for r in ordered]
 
     def llm_performance(self, scope: Scope) -> List[dict]:
-        where, params = self.scoped("llm_calls", scope)
+        # Calls per model and latency come in index order (llm_calls_model_latency), skipping to
+        # the period within each: no sort, and no lookup of the table's rows.
+        where, params = self.scoped("llm_calls", scope, time_index=False)
         latency = {row[0]: percentile_row(row) for row in self.query(
             percentile_sql("llm_calls", "latency_ms", "model", where), params)}
         result = []
