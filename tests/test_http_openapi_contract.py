@@ -60,13 +60,15 @@ OPERATIONS = ["GET /api/v1/reports/health", "POST /api/v1/reports/generate",
               "GET /api/v1/reports/templates/{template_id}", "POST /api/v1/events"]
 
 
-@pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
-                         ids=lambda m: m.value)
-@pytest.mark.parametrize("label", OPERATIONS)
+# Health takes no input and needs no credentials: there is no invalid request to make of it.
+CASES = [(label, mode) for label in OPERATIONS
+         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+         if not (label == "GET /api/v1/reports/health" and mode is schemathesis.GenerationMode.NEGATIVE)]
+
+
+@pytest.mark.parametrize("label,mode", CASES, ids=[f"{label}-{mode.value}" for label, mode in CASES])
 def test_api_keeps_its_contract(operations, live, label, mode):
     assert set(operations) == set(OPERATIONS)
-    if label == "GET /api/v1/reports/health" and mode is schemathesis.GenerationMode.NEGATIVE:
-        pytest.skip("health takes no input and needs no credentials: there is no invalid request to make")
     operation = operations[label]
     extra = [checks.negative_data_rejection] if mode is schemathesis.GenerationMode.NEGATIVE else []
 
