@@ -22,9 +22,11 @@ from botreports.core.service import SYSTEM
 from jobs_plugins import JobSections
 
 HERE = Path(__file__).parent
+# Sections may be collected side by side: the slow ones end at different times, so progress
+# moves in steps that a poller sees.
 SLOW = {"type": "custom", "format": "json", "start_date": "2025-01-20", "end_date": "2025-01-21",
         "sections": [{"type": "slow_steps", "steps": 1, "delay": 0.4}, {"type": "slow_steps", "steps": 1,
-                                                                           "delay": 0.4},
+                                                                           "delay": 0.8},
                      {"type": "usage_summary"}]}
 
 

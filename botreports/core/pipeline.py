@@ -36,11 +36,26 @@ def section_options(section, requested: Mapping) -> dict:
     return options
 
 
+def collect_workers(source, sections: int) -> int:
+    """How many threads collect a report's sections: one unless the data source declares that
+    its queries may run concurrently (``concurrent_queries = True``), and never more than the
+    CPU cores or the sections."""
+    if not getattr(source, "concurrent_queries", False):
+        return 1
+    return max(1, min(os.cpu_count() or 1, sections))
+
+
 def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping, source,
                    principal: Principal, report_id: Optional[str] = None, reports=None,
                    settings=None, progress: Progress = _no_progress,
                    now: Optional[dt.datetime] = None) -> ReportDocument:
-    """Run every section of ``spec`` against ``source`` into a ``ReportDocument``."""
+    """Run every section of ``spec`` against ``source`` into a ``ReportDocument``.
+
+    Sections are independent, so a source whose queries may run at the same time has them
+    collected on a few threads (the database does the work and releases the GIL meanwhile).
+    The document keeps the requested order either way, and a failing section fails the report
+    under its name.
+    """
     scope = Scope(org_id=principal.org_id, period=spec.period, bot_ids=spec.bot_ids, channel=spec.channel)
     wanted = list(spec.sections)
     raw_name = report_types[spec.type].raw_data_section
@@ -48,11 +63,9 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
     if raw_name and raw_name in sections and raw_name not in names:
         from .params import SectionRequest
         wanted.append(SectionRequest(raw_name))
-    results = []
-    total = max(len(wanted), 1)
-    for index, requested in enumerate(wanted):
+
+    def collect(requested) -> SectionResult:
         section = sections[requested.name]
-        progress(COLLECT_START + (COLLECT_END - COLLECT_START) * index // total, f"collecting {requested.name}")
         ctx = SectionContext(scope=scope, source=source, options=section_options(section, requested.options),
                              principal=principal, include_charts=spec.include_charts, reports=reports,
                              settings=settings)
@@ -66,7 +79,17 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
             blocks = [block for block in blocks if block.kind != "chart"]
         # A section that accepts a "title" option (custom_metric) is shown under the asked title.
         title = ctx.options.get("title") if "title" in section.options else None
-        results.append(SectionResult(requested.name, title or section.title, blocks, section.description))
+        return SectionResult(requested.name, title or section.title, blocks, section.description)
+
+    workers = collect_workers(source, len(wanted))
+    if workers > 1:
+        results = _collect_concurrently(wanted, collect, workers, progress)
+    else:
+        results = []
+        total = max(len(wanted), 1)
+        for index, requested in enumerate(wanted):
+            progress(COLLECT_START + (COLLECT_END - COLLECT_START) * index // total, f"collecting {requested.name}")
+            results.append(collect(requested))
     progress(COLLECT_END, "collected")
     presentation = reports.presentation_of(spec.template_id) if reports is not None and spec.template_id else {}
     return ReportDocument(
@@ -74,6 +97,41 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
         generated_at=now or dt.datetime.now(dt.timezone.utc),
         parameters=spec.parameters(), sections=results, report_id=report_id,
         organization=principal.org_id, presentation=presentation)
+
+
+def _collect_concurrently(wanted: list, collect: Callable, workers: int, progress: Progress) -> list:
+    """``collect`` every requested section on ``workers`` threads; results in the requested order.
+
+    Progress is reported from the calling thread as sections finish (a job's progress is
+    written by the thread that owns it), in proportion to the sections done, and the stage
+    names the sections still being collected. When sections fail, the first of them in the
+    requested order fails the report, after the sections already running have stopped (they
+    share the data source, which the caller may close next).
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    total = len(wanted)
+    results: list = [None] * total
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="botreports-section") as pool:
+        submitted = [pool.submit(collect, requested) for requested in wanted]
+        index_of = {future: index for index, future in enumerate(submitted)}
+        pending = set(submitted)
+        progress(COLLECT_START, "collecting " + ", ".join(requested.name for requested in wanted))
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            failed = [index_of[f] for f in finished if f.exception() is not None]
+            if failed:
+                for future in pending:
+                    future.cancel()
+                wait(pending)
+                raise submitted[min(failed)].exception()
+            for future in finished:
+                results[index_of[future]] = future.result()
+            if pending:
+                left = sorted(index_of[f] for f in pending)
+                progress(COLLECT_START + (COLLECT_END - COLLECT_START) * (total - len(pending)) // total,
+                         "collecting " + ", ".join(wanted[index].name for index in left))
+    return results
 
 
 @attrs.frozen

@@ -181,7 +181,11 @@ def conversations_raw(ctx):
                    row["message_count"], row["messages_in"], row["messages_out"], row["errors"],
                    row["avg_latency_ms"], row["status"], row["satisfaction"]]
 
-    return [Table("Conversations", RAW_COLUMNS, rows(), raw=True)]
+    # A source may hand the rows over in this table's column order (a row per conversation
+    # makes every step per row count); the same rows as ``conversation_rows`` either way.
+    in_order = getattr(ctx.source, "conversation_table_rows", None)
+    table_rows = in_order(ctx.scope, lambda user: pseudonym(ctx, user)) if in_order else None
+    return [Table("Conversations", RAW_COLUMNS, rows() if table_rows is None else table_rows, raw=True)]
 
 
 LIMIT = Option("int", 10, "How many rows to show", minimum=1, maximum=1000)

@@ -115,6 +115,11 @@ class BotserverAnalytics:
         self._pool = None
         self._lock = threading.Lock()
 
+    @property
+    def concurrent_queries(self) -> bool:
+        """Sections may query at the same time when the pool can lend each its own connection."""
+        return self.pool_max > 1
+
     # -- connections ----------------------------------------------------
 
     def _connect_options(self) -> str:

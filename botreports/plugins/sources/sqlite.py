@@ -138,6 +138,8 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     analytics file, read-only."""
 
     name = "sqlite"
+    #: Sections may query at the same time: each thread reads through its own connection.
+    concurrent_queries = True
 
     def __init__(self, path: Path):
         self.path = Path(path)

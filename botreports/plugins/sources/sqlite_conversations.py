@@ -4,7 +4,7 @@ satisfaction, hand-offs and the per-conversation raw rows. Mixed into
 from __future__ import annotations
 
 import datetime as dt
-from typing import Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
@@ -96,9 +96,11 @@ class ConversationQueries:
             raise ValueError(f"dimension must be one of {', '.join(BREAKDOWNS)}")
         key = _KEYS[dimension]
         where, params = self.scoped("conversations", scope)
+        # The unary + keeps the planner on the covering start-time index: grouping through the
+        # (bot_id, started_at) index instead would read every conversation's row for its status.
         return [{"key": value, "conversations": n, "handed_off": handed}
                 for value, n, handed in self.query(
-                    f"SELECT {key}, count(*), sum(status = 'handed_off') AS h FROM conversations"
+                    f"SELECT +{key}, count(*), sum(status = 'handed_off') AS h FROM conversations"
                     f" WHERE {where} GROUP BY 1 ORDER BY h DESC, 1", params)]
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:
@@ -126,6 +128,28 @@ class ConversationQueries:
                 row[:10] + _unpack_counts(row[10]) for row in self.conn.execute(sql, params))
         return self._conversation_rows(self.conn.execute(sql, params))
 
+    def conversation_table_rows(self, scope: Scope, user_label: Callable[[str], str]) -> Optional[Iterator[list]]:
+        """The rows of ``conversation_rows`` as lists in the raw-data table's column order: id, bot_id,
+        channel, user (``user_label`` of the user id, asked once per user), started_at, ended_at,
+        duration in seconds, message_count, messages_in, messages_out, errors, avg_latency_ms,
+        status, satisfaction. None without rollups (the section then maps ``conversation_rows``).
+
+        A raw table has a row per conversation, so each row costs as few Python steps as
+        possible: SQLite puts the columns in order and divides (the same IEEE quotients as
+        Python's), and the loop only makes datetimes, rounds and looks up the user's label.
+        """
+        if not self.rollups:
+            return None
+        where, params = self.scoped("conversations", scope, alias="c")
+        sql = (
+            f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at / 1000.0, c.ended_at / 1000.0,"
+            f" (c.ended_at - c.started_at) / 1000.0, c.message_count, coalesce(r.messages_in, 0),"
+            f" coalesce(r.messages_out, 0), coalesce(r.errors, 0),"
+            f" CASE WHEN r.latency_n > 0 THEN r.latency_sum * 1.0 / r.latency_n END, c.status, c.satisfaction"
+            f" FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
+            f" WHERE {where} ORDER BY c.started_at, c.id")
+        return _table_rows(self, sql, params, user_label)
+
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc
         from_ms = dt.datetime.fromtimestamp
@@ -138,6 +162,26 @@ class ConversationQueries:
                    "status": status, "satisfaction": satisfaction, "messages_in": m_in,
                    "messages_out": m_out, "errors": errors,
                    "avg_latency_ms": None if latency is None else round(latency, 3)}
+
+
+def _table_rows(source, sql: str, params: list, user_label: Callable[[str], str]) -> Iterator[list]:
+    """Run ``sql`` when the first row is asked for, on the connection of the thread that reads."""
+    utc = dt.timezone.utc
+    from_seconds = dt.datetime.fromtimestamp
+    labels = {None: None}
+    for row in source.conn.execute(sql, params):
+        row = list(row)
+        user = row[3]
+        label = labels.get(user)
+        if label is None:
+            label = labels[user] = user_label(user)
+        row[3] = label
+        row[4] = from_seconds(row[4], utc)
+        if row[5] is not None:
+            row[5] = from_seconds(row[5], utc)
+        if row[11] is not None:
+            row[11] = round(row[11], 3)
+        yield row
 
 
 def _unpack_counts(packed) -> tuple:
