@@ -9,7 +9,6 @@ rows into the same schema (the floor for any loader). Prints both and the ratio.
 import argparse
 import datetime as dt
 import resource
-import sqlite3
 import tempfile
 import time
 from pathlib import Path

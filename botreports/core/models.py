@@ -3,7 +3,7 @@ and the document model every exporter renders (DESIGN §4)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import attrs
 

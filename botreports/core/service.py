@@ -19,15 +19,13 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 import attrs
 
-from . import params, security
+from . import jobs, params, schedules, security
 from .analytics_schema import validate_event
-from .errors import (BotReportsError, Conflict, NotFound, PermissionDenied, PluginError,
-                     RateLimited, ReportFailed, Unauthorized, ValidationError)
+from .errors import Conflict, NotFound, PermissionDenied, PluginError, RateLimited, Unauthorized, ValidationError
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
-from . import jobs, schedules
-from .scheduling import RELATIVE_PERIODS, zone
+from .scheduling import zone
 from .settings import Settings
 from .store import Store, now
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ... import hookimpl
 from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
+from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
 from .labels import bot_label, bot_names, pseudonym
 
@@ -149,12 +150,10 @@ def handoffs(ctx):
             Column(dimension, title.split(" by ")[1].capitalize(), "text"),
             Column("conversations", "Conversations", "integer"), Column("handed_off", "Handed off", "integer"),
             Column("handoff_rate", "Hand-off rate", "percent")), rows))
-    found = {row["day"]: row for row in ctx.source.conversation_outcomes(ctx.scope)}
     if ctx.include_charts:
-        days = days_of(ctx.scope.period)
-        blocks.append(Chart("Hand-offs per day", "line", [day.isoformat() for day in days],
-                            [Series("Handed off", [found.get(day, {}).get("handed_off", 0) for day in days])],
-                            x_label="Day", y_label="Conversations"))
+        blocks.append(daily_line_chart("Hand-offs per day", ctx.scope.period,
+                                       ctx.source.conversation_outcomes(ctx.scope),
+                                       [("Handed off", "handed_off")], "Conversations"))
     return blocks
 
 

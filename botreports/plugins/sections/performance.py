@@ -6,6 +6,7 @@ from ... import hookimpl
 from ...core.datasource import PERCENTILES
 from ...core.models import Chart, Column, Kpi, Kpis, Section, Series, Table, Text
 from ...core.scheduling import days_of
+from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
 from .labels import bot_label, bot_names
 
@@ -134,12 +135,9 @@ def system_health(ctx):
         Column("error_rate", "Error rate", "percent"), Column("p95_avg_ms", "p95 avg (ms)", "number"),
         Column("p95_max_ms", "p95 max (ms)", "number")), rows)]
     if ctx.include_charts:
-        found = {row["day"]: row for row in ctx.source.daily_system_health(ctx.scope) or []}
-        days = days_of(ctx.scope.period)
-        blocks.append(Chart("CPU and memory per day (average over hosts)", "line", [d.isoformat() for d in days],
-                            [Series("CPU %", [found.get(d, {}).get("cpu_avg") for d in days]),
-                             Series("Memory %", [found.get(d, {}).get("mem_avg") for d in days])],
-                            x_label="Day", y_label="%"))
+        blocks.append(daily_line_chart("CPU and memory per day (average over hosts)", ctx.scope.period,
+                                       ctx.source.daily_system_health(ctx.scope) or [],
+                                       [("CPU %", "cpu_avg"), ("Memory %", "mem_avg")], "%", missing=None))
     return blocks
 
 

@@ -5,7 +5,7 @@ from ... import hookimpl
 from ...core.models import Chart, Column, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .kpi_math import kpis_with_change, rate
-from .labels import bot_label, bot_names, pseudonym
+from .labels import bot_names, pseudonym
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -4,7 +4,7 @@ satisfaction, hand-offs and the per-conversation raw rows. Mixed into
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope

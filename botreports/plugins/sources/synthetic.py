@@ -9,7 +9,6 @@ included). Deterministic for a given seed; exactly ``messages`` messages.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import random
 from pathlib import Path
