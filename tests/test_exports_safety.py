@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import http.server
 import io
+import json
 import threading
 from html.parser import HTMLParser
 import zipfile
@@ -363,3 +364,25 @@ def test_pdf_fetches_nothing_but_data_urls_and_own_assets():
     assert not allowed((TEMPLATES_DIR / ".." / ".." / "setup.py").as_uri(), TEMPLATES_DIR)
     assert not allowed(f"http://127.0.0.1:{port}/", TEMPLATES_DIR)
     assert not allowed("https://example.com/x.png", TEMPLATES_DIR)
+
+
+@settings(max_examples=300, deadline=None)
+@given(instant=st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                            timezones=st.just(dt.timezone.utc)))
+def test_json_spells_every_utc_instant_as_the_document_model_does(instant):
+    from botreports.core.convert import unstructure
+    from botreports.plugins.exporters.json_exporter import dumps
+
+    assert dumps([instant]) == json.dumps([unstructure(instant)])
+
+
+def test_pseudonyms_are_keyed_hmac_sha256():
+    import hashlib
+    import hmac
+    from types import SimpleNamespace
+
+    from botreports.plugins.sections.labels import pseudonym
+
+    ctx = SimpleNamespace(reports=SimpleNamespace(secret="s3cret"))
+    expected = hmac.new(b"s3cret", b"usr-42", hashlib.sha256).hexdigest()[:10]
+    assert pseudonym(ctx, "usr-42") == "user-" + expected and pseudonym(ctx, None) is None

@@ -11,6 +11,9 @@ import pytest
 
 from botreports.core.models import Period, Scope
 from botreports.plugins.sources.sqlite import SqliteAnalytics, create_database, create_indexes
+from botreports.plugins.sources.sqlite_conversation_rows import COLUMNS as CONVERSATION_COLUMNS
+from botreports.plugins.sources.sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
+from botreports.plugins.sources.sqlite_conversation_rows import build_conversation_rows
 from botreports.plugins.sources.sqlite_rollups import ROLLUPS, build_rollups
 from botreports.plugins.sources.synthetic import generate
 
@@ -21,10 +24,12 @@ T0 = 1_735_776_000_000  # 2025-01-02T00:00Z
 def snapshot(path):
     """Every rollup row, floats rounded (sums of costs may add up in another order)."""
     conn = sqlite3.connect(path)
+    tables = {r.name: r.columns() for r in ROLLUPS}
+    tables[CONVERSATION_ROWS] = ", ".join(CONVERSATION_COLUMNS)
     try:
-        return {r.name: sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in row)
-                                for row in conn.execute(f"SELECT {r.columns()} FROM {r.name}")), key=repr)
-                for r in ROLLUPS}
+        return {name: sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in row)
+                              for row in conn.execute(f"SELECT {columns} FROM {name}")), key=repr)
+                for name, columns in tables.items()}
     finally:
         conn.close()
 
@@ -76,6 +81,7 @@ def test_rollups_follow_every_kind_of_write(tmp_path, seed):
     conn.execute("DELETE FROM llm_calls WHERE rowid % 4 = 0")
     kept = snapshot(path)
     build_rollups(conn)
+    build_conversation_rows(conn)
     conn.close()
     assert snapshot(path) == kept
     assert any(kept.values())
@@ -109,24 +115,33 @@ def answers(source, scope):
     for group in (None, "day", "bot", "channel"):
         result[f"reply_latency_{group}"] = source.reply_latency(scope, group)
         result[f"error_counts_{group}"] = source.error_counts(scope, group)
+    table = source.conversation_table_rows(scope, str)
+    result["conversation_table_rows"] = list(table) if table is not None else [
+        [r["id"], r["bot_id"], r["channel"], str(r["user_id"]), r["started_at"], r["ended_at"],
+         None if r["duration_ms"] is None else r["duration_ms"] / 1000, r["message_count"], r["messages_in"],
+         r["messages_out"], r["errors"], r["avg_latency_ms"], r["status"], r["satisfaction"]]
+        for r in result["conversation_rows"]]
     return result
 
 
 def test_file_without_rollups_gives_the_same_answers(tmp_path):
     path = tmp_path / "with.db"
     generate(path, days=30, bots=6, messages=20_000, seed=3, end_date=dt.date(2025, 1, 31))
-    old = tmp_path / "without.db"
-    shutil.copy(path, old)
-    conn = sqlite3.connect(old)
-    for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-        conn.execute(f"DROP TRIGGER {trigger}")
-    for rollup in ROLLUPS:
-        conn.execute(f"DROP TABLE {rollup.name}")
-    conn.close()
-    rolled, plain = SqliteAnalytics(path), SqliteAnalytics(old)
-    assert rolled.rollups and not plain.rollups
+    old, older = tmp_path / "without_conversation_rows.db", tmp_path / "without.db"
+    for copy, dropped in ((old, [CONVERSATION_ROWS]), (older, [CONVERSATION_ROWS] + [r.name for r in ROLLUPS])):
+        shutil.copy(path, copy)
+        conn = sqlite3.connect(copy)
+        for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            conn.execute(f"DROP TRIGGER {trigger}")
+        for table in dropped:
+            conn.execute(f"DROP TABLE {table}")
+        conn.close()
+    rolled, joined, plain = SqliteAnalytics(path), SqliteAnalytics(old), SqliteAnalytics(older)
+    assert rolled.rollups and joined.rollups and not plain.rollups
     for scope in scopes():
-        assert answers(rolled, scope) == answers(plain, scope), scope
+        expected = answers(rolled, scope)
+        assert expected == answers(joined, scope), scope
+        assert expected == answers(plain, scope), scope
 
 
 def test_old_file_gains_its_rollups_on_its_next_ingest(tmp_path):
@@ -146,3 +161,19 @@ def test_old_file_gains_its_rollups_on_its_next_ingest(tmp_path):
     build_rollups(conn)
     conn.close()
     assert snapshot(path) == kept
+
+
+def test_reply_latency_kept_for_a_report_follows_the_next_write(tmp_path):
+    path = tmp_path / "a.db"
+    generate(path, days=30, bots=3, messages=3_000, seed=5, end_date=dt.date(2025, 1, 31))
+    source = SqliteAnalytics(path)
+    scope = Scope(org_id=None, period=Period(dt.datetime(2025, 1, 2, tzinfo=UTC), dt.datetime(2025, 2, 1, tzinfo=UTC)))
+    [before] = source.reply_latency(scope)
+    assert source.reply_latency(scope) == [before]  # asked again: the kept answer
+    source.write_events([("messages", {
+        "id": "m-late", "org_id": "org-acme", "conversation_id": "c-late", "bot_id": "bot-001", "channel": "web",
+        "user_id": "u1", "direction": "out", "created_at": T0 + 3_600_000, "latency_ms": 10_000_000,
+        "tokens": None, "intent": None, "is_error": 0})])
+    [after] = source.reply_latency(scope)
+    assert after["replies"] == before["replies"] + 1 and after["max_ms"] == 10_000_000
+    assert {row["key"]: row["replies"] for row in source.reply_latency(scope, "bot")}["bot-001"] > 0

@@ -12,11 +12,34 @@ from ...core.convert import unstructure
 from ...core.models import Exporter
 
 
+#: ``"THH:MM:"`` for each minute of a day and ``"SSZ"`` for each second of a minute.
+_CLOCK_MINUTES = tuple(f"T{hour:02}:{minute:02}:" for hour in range(24) for minute in range(60))
+_CLOCK_SECONDS = tuple(f"{second:02}Z" for second in range(60))
+#: ISO dates of the days seen lately (a raw table's instants fall on a few hundred days).
+_DATES: dict = {}
+_DATES_KEPT = 4096
+
+
+def _utc_instant(value: dt.datetime) -> str:
+    """An aware UTC datetime as ``unstructure`` spells it (``2025-01-02T03:04:05Z``, whole seconds).
+
+    ``isoformat`` asks the zone for its offset and parses its arguments on every call; a
+    raw table formats two instants a row, so the date is looked up per day and the clock
+    assembled from precomputed pieces, about five times faster and to the same characters.
+    """
+    day = value.toordinal()
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= _DATES_KEPT:
+            _DATES.clear()
+        date = _DATES[day] = value.date().isoformat()
+    return date + _CLOCK_MINUTES[value.hour * 60 + value.minute] + _CLOCK_SECONDS[value.second]
+
+
 def _default(value):
     if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:
-        # The common case of raw rows, spelled as ``unstructure`` spells it, without its dispatch
-        # (and without a naive copy: "+00:00" is cut off instead).
-        return value.isoformat(timespec="seconds")[:-6] + "Z"
+        # The common case of raw rows, spelled as ``unstructure`` spells it, without its dispatch.
+        return _utc_instant(value)
     if isinstance(value, dt.datetime):
         return unstructure(value)
     if isinstance(value, dt.date):

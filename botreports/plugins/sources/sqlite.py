@@ -16,6 +16,7 @@ from ...core.analytics_schema import TABLES
 from ...core.models import DataSourceFactory, Scope
 from .sql_time import buckets_fit, day_from_number, epoch_ms, local_day_sql
 from .sqlite_compliance import ComplianceQueries
+from .sqlite_conversation_rows import build_conversation_rows, has_conversation_rows
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
@@ -115,6 +116,7 @@ def create_indexes(conn: sqlite3.Connection) -> None:
     for statement in INDEXES:
         conn.execute(statement)
     build_rollups(conn)
+    build_conversation_rows(conn)
     conn.execute("ANALYZE")
 
 
@@ -204,6 +206,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 # A file written before rollups existed gains them (and their triggers) once.
                 build_rollups(conn)
                 self._rollups = None
+            if not has_conversation_rows(conn):
+                build_conversation_rows(conn)
+                self.__dict__.pop("_indexes", None)
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
             try:

@@ -10,6 +10,7 @@ from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
 from .sql_stats import percentile_row, percentile_sql
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql
+from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_rollups import BUCKET_MS
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
@@ -170,15 +171,24 @@ class ConversationQueries:
         """The rows of ``conversation_rows`` as lists in the raw-data table's column order: id, bot_id,
         channel, user (``user_label`` of the user id, asked once per user), started_at, ended_at,
         duration in seconds, message_count, messages_in, messages_out, errors, avg_latency_ms,
-        status, satisfaction. None without rollups (the section then maps ``conversation_rows``).
+        status, satisfaction. None when the file has no rollups (the section then maps
+        ``conversation_rows``).
 
         A raw table has a row per conversation, so each row costs as few Python steps as
         possible: SQLite puts the columns in order and divides (the same IEEE quotients as
         Python's), and the loop only makes datetimes, rounds and looks up the user's label.
         """
+        where, params = self.scoped("conversations", scope, alias="c")
+        if self.has_index(f"{CONVERSATION_ROWS}_id"):
+            # Each conversation's row is kept ready in start order: one range of one table.
+            sql = (
+                f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at / 1000.0, c.ended_at / 1000.0,"
+                f" (c.ended_at - c.started_at) / 1000.0, c.message_count, c.messages_in, c.messages_out,"
+                f" c.errors, CASE WHEN c.latency_n > 0 THEN c.latency_sum * 1.0 / c.latency_n END, c.status,"
+                f" c.satisfaction FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id")
+            return _table_rows(self, sql, params, user_label)
         if not self.rollups:
             return None
-        where, params = self.scoped("conversations", scope, alias="c")
         sql = (
             f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at / 1000.0, c.ended_at / 1000.0,"
             f" (c.ended_at - c.started_at) / 1000.0, c.message_count, coalesce(r.messages_in, 0),"
