@@ -19,7 +19,8 @@ class LiveServer:
         self.server = create_server(reports.wsgi_app(), host="127.0.0.1", port=0, threads=threads,
                                     clear_untrusted_proxy_headers=True)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         self.session = requests.Session()
 
@@ -44,13 +45,25 @@ class LiveServer:
                 raise AssertionError(f"report {report_id} still {status['state']} after {timeout} s")
             time.sleep(0.05)
 
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except OSError:
+            # While stopping, the loop may still poll a descriptor that was just closed.
+            if not self.stopping:
+                raise
+
     def stop(self) -> None:
         from waitress import wasyncore
 
+        self.stopping = True
         self.session.close()
         # Close every socket from inside the server's own loop, which then ends (closing
         # them from this thread would pull the descriptors from under its select()).
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        try:
+            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map, ignore_all=True))
+        except OSError:  # the loop has already ended and closed its trigger
+            pass
         self.thread.join(timeout=10)
         self.server.task_dispatcher.shutdown()
 

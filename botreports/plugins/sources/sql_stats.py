@@ -10,7 +10,7 @@ This is PostgreSQL's ``percentile_disc``, value for value.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 from ...core.datasource import PERCENTILES
 
@@ -30,6 +30,29 @@ def percentile_sql(table: str, value: str, group: str, where: str,
         f" sum(c) OVER (PARTITION BY g) AS n FROM h)"
         f" SELECT g, max(n), sum(v * c) * 1.0 / max(n), min(v), max(v), {picks} FROM r GROUP BY g"
     )
+
+
+def histogram_percentiles(histogram: Iterable[Sequence], percentiles: Sequence[int]) -> dict:
+    """``{p: value}`` of an exact histogram, rows ``(value, count)`` (a null value is skipped).
+
+    The same nearest rank as ``percentile_sql`` (smallest value whose cumulative count reaches
+    ``p * n / 100``), folded in Python where the histogram is small or is read anyway; every
+    percentile is None when there are no values.
+    """
+    bars = sorted((value, count) for value, count in histogram if value is not None)
+    n = sum(count for _, count in bars)
+    result = dict.fromkeys(percentiles)
+    if not n:
+        return result
+    wanted = sorted(percentiles)
+    cum = 0
+    for value, count in bars:
+        cum += count
+        while wanted and cum * 100 >= n * wanted[0]:
+            result[wanted.pop(0)] = value
+        if not wanted:
+            break
+    return result
 
 
 def percentile_row(row: Sequence, percentiles: Sequence[int] = PERCENTILES, suffix: str = "_ms") -> dict:

@@ -8,9 +8,10 @@ from typing import Callable, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
-from .sql_stats import percentile_row, percentile_sql
+from .sql_stats import histogram_percentiles
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
+from .sqlite_conversation_table import ConversationTableRows
 from .sqlite_rollups import BUCKET_MS
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
@@ -26,19 +27,29 @@ class ConversationQueries:
 
     def conversation_summary(self, scope: Scope) -> dict:
         where, params = self.scoped("conversations", scope)
+        # The counts come grouped by length (a few dozen lengths): the same read gives the
+        # exact histogram of lengths, whose percentiles Python folds without another pass.
         counts = ", ".join(f"coalesce(sum(status = '{s}'), 0)" for s in STATUSES)
-        total, *by_status, avg_messages, ended = self.query(
-            f"SELECT count(*), {counts}, avg(message_count), count(ended_at) FROM conversations WHERE {where}",
-            params)[0]
+        by_length = self.query(
+            f"SELECT message_count, count(*), {counts}, count(ended_at) FROM conversations WHERE {where}"
+            f" GROUP BY message_count", params)
+        total = sum(row[1] for row in by_length)
+        by_status = [sum(row[2 + k] for row in by_length) for k in range(len(STATUSES))]
+        lengths = [(length, n) for length, n, *_ in by_length if length is not None]
+        counted = sum(n for _, n in lengths)
+        # Integer sums are exact in a double far beyond any count of messages: SQLite's avg, bit for bit.
+        avg_messages = sum(length * n for length, n in lengths) / counted if counted else None
         result = {"conversations": total, **dict(zip(STATUSES, by_status)),
-                  "avg_messages": None if avg_messages is None else round(avg_messages, 3), "ended": ended}
-        lengths = self.query(percentile_sql("conversations", "message_count", "0", where, (50, 90)), params)
-        stats = percentile_row(lengths[0], (50, 90), "") if lengths else {}
-        result.update(messages_p50=stats.get("p50"), messages_p90=stats.get("p90"))
-        durations = self.query(percentile_sql("conversations", "(ended_at - started_at)", "0", where, (50, 90)),
-                               params)
-        stats = percentile_row(durations[0], (50, 90)) if durations else {}
-        result.update(duration_p50_ms=stats.get("p50_ms"), duration_p90_ms=stats.get("p90_ms"))
+                  "avg_messages": None if avg_messages is None else round(avg_messages, 3),
+                  "ended": sum(row[-1] for row in by_length)}
+        stats = histogram_percentiles(lengths, (50, 90))
+        result.update(messages_p50=stats[50], messages_p90=stats[90])
+        # Durations are many distinct values: grouping them in SQLite and folding the histogram
+        # here costs less than window functions over it.
+        stats = histogram_percentiles(self.query(
+            f"SELECT ended_at - started_at, count(*) FROM conversations WHERE {where}"
+            f" AND ended_at IS NOT NULL GROUP BY 1", params), (50, 90))
+        result.update(duration_p50_ms=stats[50], duration_p90_ms=stats[90])
         return result
 
     def conversation_outcomes(self, scope: Scope) -> List[dict]:
@@ -167,7 +178,8 @@ class ConversationQueries:
                 row[:10] + _unpack_counts(row[10]) for row in self.conn.execute(sql, params))
         return self._conversation_rows(self.conn.execute(sql, params))
 
-    def conversation_table_rows(self, scope: Scope, user_label: Callable[[str], str]) -> Optional[Iterator[list]]:
+    def conversation_table_rows(self, scope: Scope,
+                                user_label: Callable[[str], str]) -> Optional[ConversationTableRows]:
         """The rows of ``conversation_rows`` as lists in the raw-data table's column order: id, bot_id,
         channel, user (``user_label`` of the user id, asked once per user), started_at, ended_at,
         duration in seconds, message_count, messages_in, messages_out, errors, avg_latency_ms,
@@ -177,26 +189,27 @@ class ConversationQueries:
         A raw table has a row per conversation, so each row costs as few Python steps as
         possible: SQLite puts the columns in order and divides (the same IEEE quotients as
         Python's), and the loop only makes datetimes, rounds and looks up the user's label.
+        The rows also come ready for JSON (``ConversationTableRows.json_rows``).
         """
         where, params = self.scoped("conversations", scope, alias="c")
         if self.has_index(f"{CONVERSATION_ROWS}_id"):
             # Each conversation's row is kept ready in start order: one range of one table.
             sql = (
-                f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at / 1000.0, c.ended_at / 1000.0,"
+                f"SELECT c.id, c.bot_id, c.channel, c.user_id, {{started}}, {{ended}},"
                 f" (c.ended_at - c.started_at) / 1000.0, c.message_count, c.messages_in, c.messages_out,"
                 f" c.errors, CASE WHEN c.latency_n > 0 THEN c.latency_sum * 1.0 / c.latency_n END, c.status,"
                 f" c.satisfaction FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id")
-            return _table_rows(self, sql, params, user_label)
+            return ConversationTableRows(self, sql, params, user_label)
         if not self.rollups:
             return None
         sql = (
-            f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at / 1000.0, c.ended_at / 1000.0,"
+            f"SELECT c.id, c.bot_id, c.channel, c.user_id, {{started}}, {{ended}},"
             f" (c.ended_at - c.started_at) / 1000.0, c.message_count, coalesce(r.messages_in, 0),"
             f" coalesce(r.messages_out, 0), coalesce(r.errors, 0),"
             f" CASE WHEN r.latency_n > 0 THEN r.latency_sum * 1.0 / r.latency_n END, c.status, c.satisfaction"
             f" FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
             f" WHERE {where} ORDER BY c.started_at, c.id")
-        return _table_rows(self, sql, params, user_label)
+        return ConversationTableRows(self, sql, params, user_label)
 
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc
@@ -210,31 +223,6 @@ class ConversationQueries:
                    "status": status, "satisfaction": satisfaction, "messages_in": m_in,
                    "messages_out": m_out, "errors": errors,
                    "avg_latency_ms": None if latency is None else round(latency, 3)}
-
-
-class _Labels(dict):
-    """User id -> label, asked of ``user_label`` once per user (users come back)."""
-
-    def __init__(self, user_label: Callable[[str], str]):
-        super().__init__({None: None})
-        self.user_label = user_label
-
-    def __missing__(self, user):
-        label = self[user] = self.user_label(user)
-        return label
-
-
-def _table_rows(source, sql: str, params: list, user_label: Callable[[str], str]) -> Iterator[list]:
-    """Run ``sql`` when the first row is asked for, on the connection of the thread that reads."""
-    utc = dt.timezone.utc
-    from_seconds = dt.datetime.fromtimestamp
-    labels = _Labels(user_label)
-    # One unpacking and one list display per row: the cheapest way Python has to reshape it.
-    for (id_, bot, channel, user, started, ended, duration, count, m_in, m_out, errors, latency, status,
-         satisfaction) in source.conn.execute(sql, params):
-        yield [id_, bot, channel, labels[user], from_seconds(started, utc),
-               None if ended is None else from_seconds(ended, utc), duration, count, m_in, m_out, errors,
-               None if latency is None else round(latency, 3), status, satisfaction]
 
 
 def _unpack_counts(packed) -> tuple:

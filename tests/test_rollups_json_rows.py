@@ -1,0 +1,35 @@
+"""The conversations raw table read ready for JSON holds the same cells as its typed rows."""
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from botreports.core.models import Period, Scope
+from botreports.plugins.exporters.json_exporter import dumps
+from botreports.plugins.sources.sql_stats import histogram_percentiles
+from botreports.plugins.sources.sqlite import SqliteAnalytics
+from botreports.plugins.sources.synthetic import generate
+
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kathmandu"])
+def test_conversation_json_rows_equal_the_typed_rows_as_json(tmp_path, zone):
+    path = tmp_path / "a.db"
+    generate(path, days=10, bots=4, messages=5_000, seed=7, end_date=dt.date(2025, 1, 31))
+    tz = ZoneInfo(zone)
+    period = Period(dt.datetime(2025, 1, 22, tzinfo=tz).astimezone(UTC),
+                    dt.datetime(2025, 2, 1, tzinfo=tz).astimezone(UTC), zone)
+    table = SqliteAnalytics(path).conversation_table_rows(Scope(org_id=None, period=period), lambda u: f"<{u}>")
+    typed = list(table)
+    assert typed
+    assert dumps(list(table.json_rows())) == dumps(typed)
+
+
+def test_histogram_percentiles_are_the_nearest_rank():
+    values = [5, 1, 1, 3, 9, 9, 9, 2]
+    histogram = [(v, values.count(v)) for v in set(values)] + [(None, 4)]
+    ordered = sorted(values)
+    expected = {p: ordered[max(0, -(-p * len(values) // 100) - 1)] for p in (1, 50, 90, 100)}
+    assert histogram_percentiles(histogram, (1, 50, 90, 100)) == expected
+    assert histogram_percentiles([], (50, 90)) == {50: None, 90: None}
