@@ -135,18 +135,24 @@ def cmd_plugins(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def _service(args):
+    """The long-running commands' start: log lines on stderr, the queue, and ``Reports`` on it."""
     import logging
+
+    from .queue import make_queue
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
+    return queue, _reports(args, queue=queue)
+
+
+def cmd_serve(args) -> int:
     import signal
 
     from waitress.server import create_server
 
-    from .queue import make_queue
     if args.threads < 1:
         raise ValidationError.from_problems([("--threads", "must be at least 1")])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
-    rk = _reports(args, queue=queue)
+    queue, rk = _service(args)
     try:
         if args.workers > 0:
             queue.start()
@@ -171,18 +177,14 @@ def cmd_serve(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    import logging
     import signal
     import threading
 
-    from .queue import make_queue
     if args.workers < 1:
         raise ValidationError.from_problems([("--workers", "must be at least 1")])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
-    if getattr(queue, "name", "") == "immediate":
+    if args.queue == "immediate":
         raise ValidationError.from_problems([("--queue", "a worker needs a real queue: sqlite or redis://...")])
-    rk = _reports(args, queue=queue)
+    queue, rk = _service(args)
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())

@@ -261,7 +261,8 @@ class Reports:
         return jobs.run_report(self, report_id, worker, lease_seconds)
 
     def reconcile(self, at: Optional[dt.datetime] = None) -> dict:
-        """Retry or fail running reports whose worker stopped renewing its lease (start-up and periodic)."""
+        """Retry or fail running reports whose worker stopped renewing its lease, and enqueue again
+        reports pending too long (start-up and periodic)."""
         return jobs.reconcile(self, at)
 
     def sweep_expired(self, at: Optional[dt.datetime] = None) -> int:
