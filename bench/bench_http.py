@@ -27,10 +27,11 @@ GEN = {"type": "usage", "format": "json", "start_date": "2025-01-20", "end_date"
 
 
 class Server:
-    """A WSGI app on waitress in a thread of this process, on an ephemeral port."""
+    """A WSGI app on the server of ``botreports serve`` (waitress) in a thread of this process,
+    on an ephemeral port."""
 
     def __init__(self, app, threads):
-        from waitress.server import create_server
+        from botreports.adapters.wsgi_server import create_server
 
         self.server = create_server(app, host="127.0.0.1", port=0, threads=threads)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"

@@ -13,7 +13,7 @@ class LiveServer:
     """The API of one ``Reports`` served by waitress until ``stop()``."""
 
     def __init__(self, reports, threads: int = 4):
-        from waitress.server import create_server
+        from botreports.adapters.wsgi_server import create_server
 
         self.reports = reports
         self.server = create_server(reports.wsgi_app(), host="127.0.0.1", port=0, threads=threads,

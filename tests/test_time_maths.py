@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from botreports.core.models import Period
 from botreports.core.scheduling import days_of, offset_changes, parse_instant, relative_period
-from botreports.plugins.sources.sql_time import day_from_number, local_day_sql
+from botreports.plugins.sources.sql_time import day_from_number, local_day_sql, local_hour_sql
 
 ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Europe/Berlin", "Australia/Lord_Howe",
          "America/Sao_Paulo", "Pacific/Chatham", "Asia/Tehran", "America/St_Johns"]
@@ -31,6 +31,49 @@ def test_local_day_sql_matches_zoneinfo(zone, start, days, offsets):
     got = [day_from_number(n) for (n,) in conn.execute(f"SELECT {sql} FROM x ORDER BY t", params)]
     want = [dt.datetime.fromtimestamp(i / 1000, ZoneInfo(zone)).date() for i in sorted(instants)]
     assert got == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(zone=st.sampled_from(ZONES), year=st.integers(2016, 2029),
+       minutes=st.lists(st.integers(-150, 150), min_size=1, max_size=30), seconds=st.integers(0, 59))
+def test_local_hour_sql_matches_zoneinfo_around_offset_changes(zone, year, minutes, seconds):
+    """Each instant's local clock hour, as the UTC instant it began, is the last time the clock
+    showed that hour's start, for instants within hours of each change of the year: half-hour
+    changes (Lord Howe) and changes off the hour (Chatham, at 02:45) included."""
+    period = Period(dt.datetime(year, 1, 1, tzinfo=UTC), dt.datetime(year + 1, 1, 1, tzinfo=UTC), zone)
+    _, changes = offset_changes(zone, period.start, period.end)
+    anchors = [instant for instant, _ in changes] or [period.start + dt.timedelta(days=100)]
+    instants = sorted({int((anchor + dt.timedelta(minutes=m, seconds=seconds)).timestamp() * 1000)
+                       for anchor in anchors for m in minutes
+                       if period.start <= anchor + dt.timedelta(minutes=m) < period.end})
+    sql, params = local_hour_sql("t", period)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE x (t INTEGER)")
+    conn.executemany("INSERT INTO x VALUES (?)", [(i,) for i in instants])
+    got = [ms for (ms,) in conn.execute(f"SELECT {sql} FROM x ORDER BY t", params)]
+    zi = ZoneInfo(zone)
+    want = [int(local_hour_start(dt.datetime.fromtimestamp(i / 1000, UTC), zi).timestamp() * 1000)
+            for i in instants]
+    assert got == want
+
+
+def local_hour_start(instant: dt.datetime, zi: ZoneInfo) -> dt.datetime:
+    """The last instant at or before ``instant`` at which the local clock showed the start of its
+    hour; for an hour whose start the clock skipped, zoneinfo's reading of that start (the change)."""
+    floor = instant.astimezone(zi).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    shown = [u for u in (floor.replace(tzinfo=zi, fold=fold).astimezone(UTC) for fold in (0, 1))
+             if u <= instant and u.astimezone(zi).replace(tzinfo=None) == floor]
+    return max(shown) if shown else floor.replace(tzinfo=zi).astimezone(UTC)
+
+
+def test_lord_howe_hour_after_clocks_go_back_half_an_hour_began_before_the_change():
+    # 2025-04-06 02:00 local (+11:00) became 01:30 (+10:30) at 15:00 UTC: 01:30 the second
+    # time is still in the hour 01:00, which began at 14:00 UTC.
+    period = Period(dt.datetime(2025, 4, 1, tzinfo=UTC), dt.datetime(2025, 4, 10, tzinfo=UTC), "Australia/Lord_Howe")
+    sql, params = local_hour_sql("t", period)
+    at = int(dt.datetime(2025, 4, 5, 15, 0, tzinfo=UTC).timestamp() * 1000)
+    (got,) = sqlite3.connect(":memory:").execute(f"SELECT {sql} FROM (SELECT {at} AS t)", params).fetchone()
+    assert got == int(dt.datetime(2025, 4, 5, 14, 0, tzinfo=UTC).timestamp() * 1000)
 
 
 @settings(max_examples=40, deadline=None)

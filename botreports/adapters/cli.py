@@ -148,7 +148,7 @@ def _service(args):
 def cmd_serve(args) -> int:
     import signal
 
-    from waitress.server import create_server
+    from .wsgi_server import create_server
 
     if args.threads < 1:
         raise ValidationError.from_problems([("--threads", "must be at least 1")])

@@ -33,6 +33,10 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 #: Query parameters any authenticated route accepts besides its own (the chat-script API key).
 AUTH_PARAMS = ("api_key",)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: The headers of every JSON answer (bodies are per-request data: never cached by a proxy).
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: One encoder for every response body (``json.dumps`` with options builds one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def build_app(reports, base_path: str = "/api/v1"):
@@ -59,6 +63,17 @@ def display_filename(title: str, filename: str) -> str:
     if not suffix:
         return filename
     return f"{title.strip()[:120]}{suffix}" if title.strip() else filename
+
+
+def headers_of(environ: dict) -> Dict[str, str]:
+    """The request headers of a WSGI environ as ``{"X-Api-Key": value}`` (what bottle's header
+    dict spells), read straight from the environ: it is asked on every request."""
+    headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
+               if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").title()] = environ[key]
+    return headers
 
 
 def _media_type(value: str) -> str:
@@ -135,7 +150,8 @@ class HttpApi:
     # -- request parsing ------------------------------------------------
 
     def request_info(self, request) -> RequestInfo:
-        return RequestInfo(method=request.method, path=request.path, headers=dict(request.headers),
+        environ = request.environ
+        return RequestInfo(method=request.method, path=request.path, headers=headers_of(environ),
                            query=dict(self.query_pairs(request)), remote_addr=request.remote_addr or "")
 
     def principal(self, request):
@@ -219,11 +235,8 @@ class HttpApi:
     # -- responses ------------------------------------------------------
 
     def json_response(self, data: Any, status: int = 200, headers: Optional[dict] = None):
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-        response = self.bottle.HTTPResponse(body=body, status=status)
-        response.content_type = "application/json"
-        response.set_header("Cache-Control", "no-store")
-        response.set_header("X-Content-Type-Options", "nosniff")
+        body = _JSON.encode(data).encode("utf-8")
+        response = self.bottle.HTTPResponse(body=body, status=status, headers=JSON_HEADERS)
         for name, value in (headers or {}).items():
             response.set_header(name, value)
         return response

@@ -32,14 +32,14 @@ def _make() -> cattrs.Converter:
     conv.register_structure_hook(bool, _strict(bool, "true or false"))
     conv.register_structure_hook(int, _strict(int, "an integer"))
     conv.register_structure_hook(float, lambda v, _t: float(_strict((int, float), "a number")(v, _t)))
-    conv.register_unstructure_hook(dt.datetime, _iso)
+    conv.register_unstructure_hook(dt.datetime, utc_text)
     conv.register_unstructure_hook(dt.date, lambda d: d.isoformat())
     conv.register_unstructure_hook(frozenset, sorted)
     return conv
 
 
-def _iso(value: dt.datetime) -> str:
-    """UTC datetimes as ``2025-01-31T12:00:00Z``."""
+def utc_text(value: dt.datetime) -> str:
+    """A datetime as the API spells it: UTC, whole seconds, ``2025-01-31T12:00:00Z``."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return value.isoformat(timespec="seconds") + "Z"

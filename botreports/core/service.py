@@ -329,8 +329,14 @@ class Reports:
         return self._report(principal, report_id, "report.view")
 
     def status(self, principal: Principal, report_id: str) -> dict:
+        """``{report_id, state, progress, stage, error, created_at, started_at, completed_at}``;
+        pollers of this instance may see a state up to ``recent_reports.FRESH_FOR`` seconds old."""
         from .views import status_view
-        return status_view(self._report(principal, report_id, "report.view"))
+        report = self.store.recent_report(report_id) if isinstance(report_id, str) else None
+        if report is None:
+            raise NotFound(f"report {report_id} not found")
+        self.authorize(principal, "report.view", report)
+        return status_view(report)
 
     def list(self, principal: Principal, **filters) -> Tuple[List[Report], int]:
         """One page of the organisation's reports and the total; filters as in the seed."""

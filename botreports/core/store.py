@@ -8,17 +8,19 @@ host can share it. The schema is versioned with ``PRAGMA user_version``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 import attrs
 import sqlite_utils
 
 from .models import ApiKey, Report, Schedule, Template
+from .recent_reports import RecentReports
 
 UTC = dt.timezone.utc
 
@@ -44,23 +46,37 @@ def from_db_datetime(value: Optional[str]) -> Optional[dt.datetime]:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def _from_db_json(value: Optional[str]) -> Any:
+    return None if value is None else json.loads(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _decoders(cls: Type) -> Tuple[Tuple[str, Optional[Callable[[Any], Any]]], ...]:
+    """``(field name, decoder or None)`` for each field of ``cls``, worked out once per class:
+    status polling reads a report many times a second."""
+    decoders = []
+    for field in attrs.fields(cls):
+        kind = str(field.type)
+        if "datetime" in kind:
+            decoder = from_db_datetime
+        elif kind in ("dict", "list"):
+            decoder = _from_db_json
+        elif kind == "bool":
+            decoder = bool
+        else:
+            decoder = None
+        decoders.append((field.name, decoder))
+    return tuple(decoders)
+
+
 def _record(cls: Type, row: Optional[Dict[str, Any]]):
     """A stored row -> attrs record, decoding by field type."""
     if row is None:
         return None
     values = {}
-    for field in attrs.fields(cls):
-        if field.name not in row:
-            continue
-        value = row[field.name]
-        kind = str(field.type)
-        if value is not None and "datetime" in kind:
-            value = from_db_datetime(value)
-        elif value is not None and kind in ("dict", "list"):
-            value = json.loads(value)
-        elif kind == "bool":
-            value = bool(value)
-        values[field.name] = value
+    for name, decoder in _decoders(cls):
+        if name in row:
+            values[name] = row[name] if decoder is None else decoder(row[name])
     return cls(**values)
 
 
@@ -153,6 +169,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._recent_reports = RecentReports(self.get_report)
         self.migrate()
 
     # -- connections and transactions -----------------------------------
@@ -216,8 +233,10 @@ class Store:
         sets = ", ".join(f"{name} = ?" for name in fields)
         args = [to_db(value) for value in fields.values()] + [record_id, *where_args]
         with self.transaction() as db:
-            cursor = db.execute(f"UPDATE {table} SET {sets} WHERE id = ? {where}", args)
-            return cursor.rowcount
+            changed = db.execute(f"UPDATE {table} SET {sets} WHERE id = ? {where}", args).rowcount
+        if table == "reports":
+            self._recent_reports.forget(record_id)
+        return changed
 
     def rows(self, sql: str, params=()) -> List[dict]:
         """Rows of a read as dicts, in one statement.
@@ -242,6 +261,11 @@ class Store:
 
     def get_report(self, report_id: str) -> Optional[Report]:
         return self._get("reports", Report, report_id)
+
+    def recent_report(self, report_id: str) -> Optional[Report]:
+        """The report as read at most ``recent_reports.FRESH_FOR`` seconds ago (for status polling);
+        every write to it through this store forgets the copy at once."""
+        return self._recent_reports.get(report_id)
 
     def update_report(self, report_id: str, **fields) -> int:
         return self._update("reports", report_id, **fields)
@@ -274,6 +298,7 @@ class Store:
                 "UPDATE reports SET progress = max(progress, ?), stage = ? WHERE id = ? AND state = 'running'",
                 [int(progress), stage, report_id],
             )
+        self._recent_reports.forget(report_id)
 
     def list_reports(self, org_id: Optional[str], *, type=None, state=None, created_after=None,
                      created_before=None, sort="created_at", order="desc", limit=20,
@@ -303,6 +328,7 @@ class Store:
     def delete_report(self, report_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM reports WHERE id = ?", [report_id])
+        self._recent_reports.forget(report_id)
 
     def expired_leases(self, at: dt.datetime) -> List[dict]:
         return self.rows("SELECT * FROM reports WHERE state = 'running' AND lease_expires_at < ?", [to_db(at)])

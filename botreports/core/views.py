@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .convert import unstructure
+from .convert import utc_text
 from .models import Report, Schedule, Template
 from .schedules import describe
 
 
 def _time(value) -> Optional[str]:
-    return unstructure(value) if value is not None else None
+    # Straight to the formatter: status polling shows three instants a request.
+    return utc_text(value) if value is not None else None
 
 
 def status_view(report: Report) -> dict:

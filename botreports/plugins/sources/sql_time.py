@@ -53,14 +53,42 @@ def epoch_ms(instant: dt.datetime) -> int:
     return int(instant.timestamp() * 1000)
 
 
+HOUR_MS = 3_600_000
+
+
 def local_hour_sql(column: str, period: Period) -> Tuple[str, List[int]]:
     """``(sql, params)``: the UTC epoch ms at which the local clock hour of ``column`` began.
 
     Distinct for the two 01:00 hours of an autumn night, and exact for zones
-    whose offset is not a whole number of hours (Asia/Kathmandu).
+    whose offset is not a whole number of hours (Asia/Kathmandu) or whose clocks
+    move by half an hour (Australia/Lord_Howe).
     """
     offset, params = local_offset_case(column, period)
-    return f"((({column} + {offset}) / 3600000) * 3600000 - {offset})", params + params
+    start, start_params = _hour_start_offset(column, period, offset, params)
+    return f"((({column} + {offset}) / {HOUR_MS}) * {HOUR_MS} - {start})", params + start_params
+
+
+def _hour_start_offset(column: str, period: Period, offset: str, params: List[int]) -> Tuple[str, List[int]]:
+    """The offset that turns the local start of ``column``'s hour back into UTC: the offset at
+    ``column`` itself, except just after a change that lands off the hour. When Lord Howe's
+    clocks go from 02:00 back to 01:30, the hour 01:00 began before the change, at the old
+    offset; when they go from 02:00 on to 02:30, the hour 02:00 (never shown) counts from the
+    change, at the old offset too, as Python's ``zoneinfo`` reads such a time."""
+    first, changes = offset_changes(period.timezone, period.start, period.end)
+    parts, extra = ["CASE"], []
+    previous = first
+    for instant, after in changes:
+        at = int(instant.timestamp() * 1000)
+        # From the change to the next whole local hour, the hour began at the offset before
+        # (where the clock went back past the hour, as in Chatham, the hour began again after it).
+        until = at + (-(at + after * 1000)) % HOUR_MS
+        if until > at:
+            parts.append(f"WHEN {column} >= ? AND {column} < ? THEN ?")
+            extra += [at, until, previous * 1000]
+        previous = after
+    if not extra:
+        return offset, params
+    return " ".join(parts + [f"ELSE {offset} END"]), extra + params
 
 
 def local_weekday_hour_sql(column: str, period: Period) -> Tuple[str, str, List[int]]:
