@@ -124,3 +124,36 @@ def test_crash_in_export_leaves_no_file_and_a_failed_report(reports, principal_f
     from botreports import Conflict
     with pytest.raises(Conflict):
         reports.download(principal_factory("report_viewer"), report.id)
+
+
+def test_status_copy_is_forgotten_by_every_write_through_the_store(tmp_path):
+    store = Store(tmp_path / "botreports.db")
+    report = make_report()
+    store.insert_report(report)
+    assert store.recent_report(report.id).state == "pending"  # now held for pollers
+    assert store.claim_report(report.id, "w1", 60)
+    assert store.recent_report(report.id).state == "running"
+    store.set_progress(report.id, 40, "collecting")
+    assert store.recent_report(report.id).progress == 40
+    assert store.finish_report(report.id, "w1", state="completed", progress=100)
+    assert store.recent_report(report.id).state == "completed"
+    store.delete_report(report.id)
+    assert store.recent_report(report.id) is None
+
+
+def test_status_copy_sees_another_process_write_within_its_freshness(tmp_path):
+    import time
+
+    from botreports.core import recent_reports
+
+    poller, worker = Store(tmp_path / "botreports.db"), Store(tmp_path / "botreports.db")
+    report = make_report()
+    poller.insert_report(report)
+    started = time.monotonic()
+    assert poller.recent_report(report.id).state == "pending"
+    worker.update_report(report.id, state="failed", error="boom")  # a write the poller cannot see
+    while poller.recent_report(report.id).state == "pending":
+        assert time.monotonic() - started < recent_reports.FRESH_FOR + 0.5
+        time.sleep(0.02)
+    assert poller.recent_report(report.id).error == "boom"
+    assert time.monotonic() - started >= recent_reports.FRESH_FOR * 0.9  # it was held, not re-read
