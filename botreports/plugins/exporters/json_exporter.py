@@ -144,16 +144,18 @@ def export_json(document, stream, options):
                 continue
             write(dumps({"kind": "table", "title": block.title, "raw": block.raw,
                          "columns": [unstructure(c) for c in block.columns]})[:-1] + ', "rows": [')
-            # A raw table's rows may come ready for JSON (instants already as text): the same
-            # values, without a datetime made and formatted twice a row.
-            json_rows = getattr(block.rows, "json_rows", None)
-            rows = iter(block.rows if json_rows is None else json_rows())
+            # A raw table's rows may come as JSON text already (``json_text(n)``: n rows a string,
+            # joined by commas), written by the database: the same values without a Python
+            # object made and encoded per cell.
+            json_text = getattr(block.rows, "json_text", None)
+            if json_text is not None:
+                texts = json_text(ROWS_PER_WRITE)
+            else:
+                rows = iter(block.rows)
+                texts = iter(lambda: _rows(list(itertools.islice(rows, ROWS_PER_WRITE))), "")
             separator = ""
-            while True:
-                chunk = list(itertools.islice(rows, ROWS_PER_WRITE))
-                if not chunk:
-                    break
-                write(separator + _rows(chunk))
+            for text in texts:
+                write(separator + text)
                 separator = ","
             write("]}")
         write("]}")

@@ -187,29 +187,29 @@ class ConversationQueries:
         ``conversation_rows``).
 
         A raw table has a row per conversation, so each row costs as few Python steps as
-        possible: SQLite puts the columns in order and divides (the same IEEE quotients as
-        Python's), and the loop only makes datetimes, rounds and looks up the user's label.
-        The rows also come ready for JSON (``ConversationTableRows.json_rows``).
+        possible: SQLite puts the columns in order, divides (the same IEEE quotients as
+        Python's) and rounds the average latency to 3 decimals (halves away from zero, in
+        every format alike), and the loop only makes datetimes and looks up the user's label.
+        The rows also come as JSON text written by SQLite (``ConversationTableRows.json_text``).
         """
         where, params = self.scoped("conversations", scope, alias="c")
+        average = "round(CASE WHEN {0}.latency_n > 0 THEN {0}.latency_sum * 1.0 / {0}.latency_n END, 3)"
         if self.has_index(f"{CONVERSATION_ROWS}_id"):
             # Each conversation's row is kept ready in start order: one range of one table.
-            sql = (
-                f"SELECT c.id, c.bot_id, c.channel, c.user_id, {{started}}, {{ended}},"
-                f" (c.ended_at - c.started_at) / 1000.0, c.message_count, c.messages_in, c.messages_out,"
-                f" c.errors, CASE WHEN c.latency_n > 0 THEN c.latency_sum * 1.0 / c.latency_n END, c.status,"
-                f" c.satisfaction FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id")
-            return ConversationTableRows(self, sql, params, user_label)
+            columns = ["c.id", "c.bot_id", "c.channel", "c.user_id", "c.started_at", "c.ended_at",
+                       "(c.ended_at - c.started_at) / 1000.0", "c.message_count", "c.messages_in",
+                       "c.messages_out", "c.errors", average.format("c"), "c.status", "c.satisfaction"]
+            rest = f"FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id"
+            return ConversationTableRows(self, columns, rest, params, user_label)
         if not self.rollups:
             return None
-        sql = (
-            f"SELECT c.id, c.bot_id, c.channel, c.user_id, {{started}}, {{ended}},"
-            f" (c.ended_at - c.started_at) / 1000.0, c.message_count, coalesce(r.messages_in, 0),"
-            f" coalesce(r.messages_out, 0), coalesce(r.errors, 0),"
-            f" CASE WHEN r.latency_n > 0 THEN r.latency_sum * 1.0 / r.latency_n END, c.status, c.satisfaction"
-            f" FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
-            f" WHERE {where} ORDER BY c.started_at, c.id")
-        return ConversationTableRows(self, sql, params, user_label)
+        columns = ["c.id", "c.bot_id", "c.channel", "c.user_id", "c.started_at", "c.ended_at",
+                   "(c.ended_at - c.started_at) / 1000.0", "c.message_count", "coalesce(r.messages_in, 0)",
+                   "coalesce(r.messages_out, 0)", "coalesce(r.errors, 0)", average.format("r"), "c.status",
+                   "c.satisfaction"]
+        rest = (f"FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
+                f" WHERE {where} ORDER BY c.started_at, c.id")
+        return ConversationTableRows(self, columns, rest, params, user_label)
 
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc
