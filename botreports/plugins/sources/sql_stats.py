@@ -10,7 +10,7 @@ This is PostgreSQL's ``percentile_disc``, value for value.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 from ...core.datasource import PERCENTILES
 
@@ -55,6 +55,15 @@ def histogram_percentiles(histogram: Iterable[Sequence], percentiles: Sequence[i
     return result
 
 
+def histogram_row(key, bars: Sequence[Sequence], percentiles: Sequence[int] = PERCENTILES) -> tuple:
+    """The row ``percentile_sql`` gives for a group, from the group's exact histogram: ``(key, n,
+    avg, min, max, p...)``; ``bars`` are ``(value, count)`` in value order, nulls left out."""
+    n = sum(count for _, count in bars)
+    found = histogram_percentiles(bars, percentiles)
+    return (key, n, sum(value * count for value, count in bars) / n, bars[0][0], bars[-1][0],
+            *(found[p] for p in percentiles))
+
+
 def percentile_row(row: Sequence, percentiles: Sequence[int] = PERCENTILES, suffix: str = "_ms") -> dict:
     """A row of ``percentile_sql`` -> ``{key, count, avg, min, max, p50, ...}`` (with ``suffix``)."""
     key, n, avg, low, high, *values = row
@@ -63,32 +72,3 @@ def percentile_row(row: Sequence, percentiles: Sequence[int] = PERCENTILES, suff
     for p, value in zip(percentiles, values):
         result[f"p{p}{suffix}"] = value
     return result
-
-
-def grouped_percentiles_sql(table: str, value: str, groups: Sequence[Optional[str]], where: str,
-                            percentiles: Sequence[int] = PERCENTILES, source: str = "") -> str:
-    """``SELECT k, g, n, avg, min, max, p...`` for several groupings of one scope in a single pass.
-
-    One exact histogram, counts per (every group expression, value), is built
-    once (a materialized CTE); grouping ``k`` (its index in ``groups``; None
-    means the whole scope) is folded from it, so the events are read once
-    however many groupings are asked for. Each grouping's row equals the one
-    ``percentile_sql`` gives for it. ``source`` replaces ``table`` in the FROM
-    clause (an ``INDEXED BY`` hint); the query takes the group expressions'
-    parameters, in order, then the where clause's.
-    """
-    keyed = [(k, expr) for k, expr in enumerate(groups) if expr is not None]
-    keys = "".join(f"{expr} AS g{k}, " for k, expr in keyed)
-    # Value first: read in value order (an index on it), the histogram's b-tree only appends.
-    group_by = "".join(f", g{k}" for k, _ in keyed)
-    folds = [f"SELECT {k}, {f'g{k}' if expr is not None else 'NULL'}, v, sum(c) FROM h"
-             f" GROUP BY {f'g{k}, ' if expr is not None else ''}v" for k, expr in enumerate(groups)]
-    picks = ", ".join(f"min(CASE WHEN cum * 100 >= n * {int(p)} THEN v END)" for p in percentiles)
-    return (
-        f"WITH h AS MATERIALIZED (SELECT {keys}{value} AS v, count(*) AS c FROM {source or table}"
-        f" WHERE {where} AND {value} IS NOT NULL GROUP BY v{group_by}),"
-        f" s(k, g, v, c) AS ({' UNION ALL '.join(folds)}),"
-        f" r AS (SELECT k, g, v, c, sum(c) OVER (PARTITION BY k, g ORDER BY v ROWS UNBOUNDED PRECEDING) AS cum,"
-        f" sum(c) OVER (PARTITION BY k, g) AS n FROM s)"
-        f" SELECT k, g, max(n), sum(v * c) * 1.0 / max(n), min(v), max(v), {picks} FROM r GROUP BY k, g"
-    )

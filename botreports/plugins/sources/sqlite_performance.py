@@ -3,11 +3,13 @@ rates, LLM calls per model, throughput peaks, system health and the
 per-bot-per-hour raw rows. Mixed into ``SqliteAnalytics``."""
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional
 
 from ...core.datasource import LATENCY_GROUPS
 from ...core.models import Scope
-from .sql_stats import grouped_percentiles_sql, percentile_row, percentile_sql
+from .sql_stats import histogram_row, percentile_row, percentile_sql
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql, local_hour_sql
 from .sqlite_rollups import BUCKET_MS
 
@@ -52,8 +54,8 @@ class PerformanceQueries:
         return [_latency_stats(row, to_key) for row in sorted(rows, key=lambda r: (r[0] is None, r[0]))]
 
     def _latency_histogram(self, scope: Scope, rolled) -> Dict[Optional[str], List[dict]]:
-        """Reply latency of ``scope`` as a whole, per local day and per bot, from one exact
-        histogram of the scope's replies (one read of them instead of one per grouping).
+        """Reply latency of ``scope`` as a whole, per local day and per bot, from two exact
+        histograms of the scope's replies (per day and per bot), read at the same time.
 
         The latency section asks for the three groupings (and the previous period's total), so
         the answers of the last few scopes are kept per connection while the data stays the
@@ -70,13 +72,27 @@ class PerformanceQueries:
         walk = self._walk_latency_index(scope, rolled)
         where, params = self.scoped("messages", scope, time_index=not walk)
         day_sql, day_params = local_day_sql("created_at", scope.period)
-        sql = grouped_percentiles_sql("messages", "latency_ms", [None, day_sql, "bot_id"],
-                                      f"{where} AND direction = 'out'",
-                                      source="messages INDEXED BY messages_latency" if walk else "")
-        result: Dict[Optional[str], List[dict]] = {group: [] for group in _HISTOGRAM_GROUPS}
-        to_keys = (lambda value: None, day_from_number, lambda value: value)
-        for k, *row in sorted(self.query(sql, day_params + params), key=lambda r: (r[0], r[1] is None, r[1])):
-            result[_HISTOGRAM_GROUPS[k]].append(_latency_stats(row, to_keys[k]))
+        replies = (f"FROM {'messages INDEXED BY messages_latency' if walk else 'messages'}"
+                   f" WHERE {where} AND direction = 'out' AND latency_ms IS NOT NULL")
+        # Two histograms, per local day and per bot, each (group, value) -> count in group order:
+        # each is a sort of the replies, so the two run at once, on their own connections (the
+        # database releases the interpreter lock); the scope's whole is the days' sum.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="botreports-latency") as pool:
+            per_day = pool.submit(self.query, f"SELECT {day_sql} AS g, latency_ms AS v, count(*) {replies}"
+                                              f" GROUP BY g, v ORDER BY g, v", day_params + params)
+            per_bot = pool.submit(self.query, f"SELECT bot_id AS g, latency_ms AS v, count(*) {replies}"
+                                              f" GROUP BY g, v ORDER BY g, v", params)
+            histograms = {"day": per_day.result(), "bot": per_bot.result()}
+        whole: Dict = {}
+        for _, value, count in histograms["day"]:
+            whole[value] = whole.get(value, 0) + count
+        histograms[None] = [(None, value, whole[value]) for value in sorted(whole)]
+        to_keys = {None: lambda value: None, "day": day_from_number, "bot": lambda value: value}
+        result: Dict[Optional[str], List[dict]] = {}
+        for group, rows in histograms.items():
+            stats = [_latency_stats(histogram_row(key, [(v, c) for _, v, c in bars]), to_keys[group])
+                     for key, bars in _grouped(rows)]
+            result[group] = sorted(stats, key=lambda row: (row["key"] is None, row["key"]))
         if len(kept[1]) >= _KEPT_SCOPES:
             kept[1].pop(next(iter(kept[1])))
         kept[1][key] = result
@@ -246,6 +262,12 @@ class PerformanceQueries:
             cell(hour, bot).update(llm_calls=calls, llm_failures=failures, tokens=tokens)
         for key in sorted(cells):
             yield cells[key]
+
+
+def _grouped(rows: List[tuple]) -> Iterator[tuple]:
+    """``(key, rows)`` for each run of rows with the same first column (rows come in group order)."""
+    for key, run in itertools.groupby(rows, key=lambda row: row[0]):
+        yield key, list(run)
 
 
 def _latency_stats(row, to_key) -> dict:
