@@ -9,6 +9,7 @@ from botreports.core.models import Period, Scope
 from botreports.plugins.exporters.json_exporter import dumps
 from botreports.plugins.sources.sql_stats import histogram_percentiles
 from botreports.plugins.sources.sqlite import SqliteAnalytics
+from botreports.plugins.sources.sqlite_conversation_table import ConversationTableRows
 from botreports.plugins.sources.synthetic import generate
 
 UTC = dt.timezone.utc
@@ -26,9 +27,13 @@ def test_conversation_json_text_equals_the_typed_rows_as_json(tmp_path, zone):
                                                           lambda u: f'<{u}> "ü\\\n'.replace("u7", "\x01"))
     typed = list(table)
     assert len(typed) > 100
+    assert table.stored_json  # the file keeps each row's JSON ready
     texts = list(table.json_text(37))
     assert len(texts) == -(-len(typed) // 37)
     assert json.loads("[" + ",".join(texts) + "]") == json.loads(dumps(typed))
+    # A file without the kept JSON has SQLite write it at read time: the same text.
+    computed = ConversationTableRows(table.source, table.columns, table.rest, table.params, table.user_label)
+    assert list(computed.json_text(37)) == texts
     assert any(row[11] is not None and row[11] != int(row[11]) for row in typed)  # real averages compared
 
 

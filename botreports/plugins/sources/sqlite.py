@@ -174,6 +174,13 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             found = self._rollups = has_rollups(self.conn)
         return found
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column``, generated columns included (older files may not)."""
+        found = self.__dict__.setdefault("_columns", {})
+        if table not in found:
+            found[table] = {row[1] for row in self.query(f"PRAGMA table_xinfo({table})")}
+        return column in found[table]
+
     def has_index(self, name: str) -> bool:
         """Whether the file has the index ``name`` (files written before it existed do not)."""
         found = self.__dict__.setdefault("_indexes", {})
@@ -209,6 +216,7 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             if not has_conversation_rows(conn):
                 build_conversation_rows(conn)
                 self.__dict__.pop("_indexes", None)
+                self.__dict__.pop("_columns", None)
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
             try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from .sqlite_conversation_table import json_cells_sql
+
 #: The table's name; files written before it existed read the raw rows the slower way.
 TABLE = "rollup_conversation_rows"
 
@@ -47,10 +49,28 @@ def _drop_of(conversation: str) -> str:
     return f"DELETE FROM {TABLE} WHERE id = {conversation};"
 
 
+def table_columns(alias: str = "") -> list:
+    """The fourteen cells of the conversations raw table, in its order, as SQL over this table
+    (the user's id in place of its label, instants as epoch ms, the average latency rounded)."""
+    a = alias
+    return [f"{a}id", f"{a}bot_id", f"{a}channel", f"{a}user_id", f"{a}started_at", f"{a}ended_at",
+            f"({a}ended_at - {a}started_at) / 1000.0", f"{a}message_count", f"{a}messages_in",
+            f"{a}messages_out", f"{a}errors",
+            f"round(CASE WHEN {a}latency_n > 0 THEN {a}latency_sum * 1.0 / {a}latency_n END, 3)",
+            f"{a}status", f"{a}satisfaction"]
+
+
+#: Each row's raw-table cells as JSON, kept by SQLite whenever the row changes, so that the
+#: JSON export of a month of conversations reads text instead of encoding every cell.
+JSON_COLUMNS = ("json_head", "json_tail")
+
+
 def _schema() -> list:
     columns = ", ".join(f"{name} NOT NULL" if name in ("started_at", "id") else name for name in COLUMNS)
+    stored = ", ".join(f"{name} TEXT GENERATED ALWAYS AS ({sql}) STORED"
+                       for name, sql in zip(JSON_COLUMNS, json_cells_sql(table_columns())))
     return [
-        f"CREATE TABLE IF NOT EXISTS {TABLE} ({columns}, PRIMARY KEY (started_at, id)) WITHOUT ROWID",
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ({columns}, {stored}, PRIMARY KEY (started_at, id)) WITHOUT ROWID",
         # The triggers find a conversation's row by its id alone.
         f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_id ON {TABLE} (id)",
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 #: The JSON export's spelling of a UTC instant (``2025-01-02T03:04:05Z``) from epoch ms,
 #: whole seconds floored (SQLite's integer division truncates towards zero).
@@ -22,6 +22,14 @@ class _Labels(dict):
     def __missing__(self, user):
         label = self[user] = self.spell(self.user_label(user))
         return label
+
+
+def json_cells_sql(columns: Sequence[str]) -> Tuple[str, str]:
+    """``(head, tail)``: SQL of the JSON arrays of a row's three cells before the user and ten
+    after it, from the table's fourteen column expressions (instants as epoch ms)."""
+    started, ended = columns[4], columns[5]
+    instants = [_JSON_INSTANT.format(started), f"CASE WHEN {ended} IS NOT NULL THEN {_JSON_INSTANT.format(ended)} END"]
+    return f"json_array({', '.join(columns[:3])})", f"json_array({', '.join(instants + list(columns[6:]))})"
 
 
 def _json_label(label) -> str:
@@ -41,12 +49,15 @@ class ConversationTableRows:
 
     ``columns`` are the SQL expressions of the table's fourteen columns in order (the
     user's id in place of its label; the two instants as epoch ms; the average latency
-    already rounded), and ``rest`` the FROM, WHERE and ORDER BY clauses.
+    already rounded), and ``rest`` the FROM, WHERE and ORDER BY clauses. ``stored_json``
+    names the columns that hold each row's two JSON arrays ready (``json_cells_sql``, kept
+    by the table itself), if the table has them.
     """
 
-    def __init__(self, source, columns: Sequence[str], rest: str, params: list, user_label: Callable[[str], str]):
+    def __init__(self, source, columns: Sequence[str], rest: str, params: list, user_label: Callable[[str], str],
+                 stored_json: Optional[Tuple[str, str]] = None):
         self.source, self.columns, self.rest, self.params = source, list(columns), rest, params
-        self.user_label = user_label
+        self.user_label, self.stored_json = user_label, stored_json
 
     def __iter__(self) -> Iterator[list]:
         utc = dt.timezone.utc
@@ -63,12 +74,11 @@ class ConversationTableRows:
 
     def json_text(self, rows_per_text: int = 500) -> Iterator[str]:
         """The rows as JSON arrays (instants as the JSON export spells them), ``rows_per_text``
-        rows a string, joined by commas. SQLite writes the three cells before the user and the
-        ten after it; Python splices in the user's label (a JSON string, made once per user)."""
-        c = self.columns
-        instants = [_JSON_INSTANT.format(c[4]), f"CASE WHEN {c[5]} IS NOT NULL THEN {_JSON_INSTANT.format(c[5])} END"]
-        sql = (f"SELECT json_array({', '.join(c[:3])}), {c[3]}, json_array({', '.join(instants + c[6:])})"
-               f" {self.rest}")
+        rows a string, joined by commas. SQLite writes (or has kept) the three cells before the
+        user and the ten after it; Python splices in the user's label (a JSON string, made once
+        per user)."""
+        head, tail = self.stored_json or json_cells_sql(self.columns)
+        sql = f"SELECT {head}, {self.columns[3]}, {tail} {self.rest}"
         labels = _Labels(self.user_label, _json_label)
         cursor = self.source.conn.execute(sql, self.params)
         while True:

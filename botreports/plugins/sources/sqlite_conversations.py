@@ -10,6 +10,7 @@ from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
 from .sql_stats import histogram_percentiles
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql
+from .sqlite_conversation_rows import JSON_COLUMNS, table_columns
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_conversation_table import ConversationTableRows
 from .sqlite_rollups import BUCKET_MS
@@ -196,11 +197,11 @@ class ConversationQueries:
         average = "round(CASE WHEN {0}.latency_n > 0 THEN {0}.latency_sum * 1.0 / {0}.latency_n END, 3)"
         if self.has_index(f"{CONVERSATION_ROWS}_id"):
             # Each conversation's row is kept ready in start order: one range of one table.
-            columns = ["c.id", "c.bot_id", "c.channel", "c.user_id", "c.started_at", "c.ended_at",
-                       "(c.ended_at - c.started_at) / 1000.0", "c.message_count", "c.messages_in",
-                       "c.messages_out", "c.errors", average.format("c"), "c.status", "c.satisfaction"]
             rest = f"FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id"
-            return ConversationTableRows(self, columns, rest, params, user_label)
+            stored = None
+            if self.has_column(CONVERSATION_ROWS, JSON_COLUMNS[0]):  # files written before them lack them
+                stored = tuple(f"c.{name}" for name in JSON_COLUMNS)
+            return ConversationTableRows(self, table_columns("c."), rest, params, user_label, stored)
         if not self.rollups:
             return None
         columns = ["c.id", "c.bot_id", "c.channel", "c.user_id", "c.started_at", "c.ended_at",
