@@ -244,11 +244,23 @@ def test_conversation_metrics_equal_brute_force(data):
     assert sat["distribution"] == {s: rated.count(s) for s in range(1, 6)}
     assert sat["average"] == (pytest.approx(sum(rated) / len(rated), abs=1e-4) if rated else None)
 
+    daily = {d["day"]: d for d in source.daily_satisfaction(scope)}
+    assert set(daily) == {rows.day(c["started_at"]) for c in convs}
+    for day, d in daily.items():
+        scores = [c["satisfaction"] for c in convs
+                  if rows.day(c["started_at"]) == day and c["satisfaction"] is not None]
+        assert d["rated"] == len(scores)
+        assert d["average"] == (pytest.approx(sum(scores) / len(scores), abs=1e-4) if scores else None)
+
     for dimension, column in (("bot", "bot_id"), ("channel", "channel")):
-        got = {h["key"]: h for h in source.handoffs(scope, dimension)}
+        answer = source.handoffs(scope, dimension)
+        got = {h["key"]: h for h in answer}
+        assert set(got) == {c[column] for c in convs}
         for key, n in count_by(convs, lambda c: c[column]).items():
             assert got[key]["conversations"] == n
             assert got[key]["handed_off"] == sum(c["status"] == "handed_off" for c in convs if c[column] == key)
+        # Most hand-offs first, ties by key.
+        assert [h["key"] for h in answer] == sorted(got, key=lambda k: (-got[k]["handed_off"], k))
 
     intents = source.top_intents(scope, 10)
     labelled = [m for m in rows.messages if m["direction"] == "in" and m["intent"]]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote, urlparse
 
 from ... import hookimpl
@@ -140,6 +140,10 @@ def path_of(url: str) -> Path:
     return Path("/" + raw.lstrip("/")) if raw.startswith("/") else Path(raw)
 
 
+#: Answers a connection keeps (``SqliteAnalytics.kept``): a report asks about two scopes.
+KEPT_ANSWERS = 8
+
+
 class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, ComplianceQueries,
                       CustomMetricQueries):
     """Answers the section queries (``core.datasource.AnalyticsSource``) from one SQLite
@@ -173,6 +177,22 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         if found is None:
             found = self._rollups = has_rollups(self.conn)
         return found
+
+    def kept(self, name: str, scope: Scope, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s answer for ``scope``, kept on this thread's connection while the file
+        stays the same (``PRAGMA data_version`` changes when another connection commits): a
+        report's sections ask some questions several times, for a few scopes."""
+        version = self.query("PRAGMA data_version")[0][0]
+        answers = getattr(self._local, "kept", None)
+        if answers is None or answers[0] != version:
+            answers = self._local.kept = (version, {})
+        # Bot ids may come as a list: the key spells the scope in hashable parts.
+        key = (name, scope.org_id, scope.period, tuple(scope.bot_ids or ()), scope.channel)
+        if key not in answers[1]:
+            if len(answers[1]) >= KEPT_ANSWERS:
+                answers[1].pop(next(iter(answers[1])))
+            answers[1][key] = compute()
+        return answers[1][key]
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether ``table`` has ``column``, generated columns included (older files may not)."""

@@ -4,7 +4,7 @@ satisfaction, hand-offs and the per-conversation raw rows. Mixed into
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
@@ -16,7 +16,6 @@ from .sqlite_conversation_table import ConversationTableRows
 from .sqlite_rollups import BUCKET_MS
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
-_KEYS = {"bot": "bot_id", "channel": "channel"}
 
 #: Top intents walk every intent message ever when the period holds at least 1/HISTORY_SHARE
 #: of them: an index walk costs a few times less per message than sorting for two distinct counts.
@@ -54,13 +53,25 @@ class ConversationQueries:
         return result
 
     def conversation_outcomes(self, scope: Scope) -> List[dict]:
-        where, params = self.scoped("conversations", scope)
-        day_sql, day_params = local_day_sql("started_at", scope.period)
-        counts = ", ".join(f"sum(status = '{s}')" for s in STATUSES)
-        return [{"day": day_from_number(day), **dict(zip(STATUSES, values))}
-                for day, *values in self.query(
-                    f"SELECT {day_sql} AS d, {counts} FROM conversations WHERE {where} GROUP BY d ORDER BY d",
-                    day_params + params)]
+        by_day: Dict[int, Dict[str, int]] = {}
+        for day, _bot, _channel, status, _score, n in self._conversation_counts(scope):
+            counts = by_day.setdefault(day, dict.fromkeys(STATUSES, 0))
+            if status in counts:
+                counts[status] += n
+        return [{"day": day_from_number(day), **by_day[day]} for day in sorted(by_day)]
+
+    def _conversation_counts(self, scope: Scope) -> List[tuple]:
+        """``(local day, bot, channel, status, satisfaction, conversations)`` of a scope: outcomes,
+        satisfaction and hand-offs all fold these few thousand counts, so the conversations of
+        the period are read once for them (``kept``) rather than once per question."""
+        def read():
+            where, params = self.scoped("conversations", scope)
+            day_sql, day_params = local_day_sql("started_at", scope.period)
+            return self.query(
+                f"SELECT {day_sql} AS d, bot_id, channel, status, satisfaction, count(*) FROM conversations"
+                f" WHERE {where} GROUP BY d, bot_id, channel, status, satisfaction", day_params + params)
+
+        return self.kept("conversation_counts", scope, read)
 
     def top_conversations(self, scope: Scope, order_by: str, limit: int) -> List[dict]:
         if order_by not in ("messages", "duration"):
@@ -121,38 +132,40 @@ class ConversationQueries:
                             for intent, n, conversations, users in rows[:int(limit)]]}
 
     def satisfaction(self, scope: Scope) -> dict:
-        where, params = self.scoped("conversations", scope)
-        closed, rated, total = self.query(
-            f"SELECT coalesce(sum(status != 'open'), 0), count(satisfaction), sum(satisfaction)"
-            f" FROM conversations WHERE {where}", params)[0]
+        closed = rated = total = 0
         distribution = {score: 0 for score in range(1, 6)}
-        for score, n in self.query(
-                f"SELECT satisfaction, count(*) FROM conversations WHERE {where} AND satisfaction IS NOT NULL"
-                f" GROUP BY satisfaction", params):
-            distribution[int(score)] = n
+        for _day, _bot, _channel, status, score, n in self._conversation_counts(scope):
+            closed += n if status is not None and status != "open" else 0
+            if score is not None:
+                rated += n
+                total += score * n
+                distribution[int(score)] = distribution.get(int(score), 0) + n
         return {"closed": closed, "rated": rated, "distribution": distribution,
                 "average": round(total / rated, 4) if rated else None}
 
     def daily_satisfaction(self, scope: Scope) -> List[dict]:
-        where, params = self.scoped("conversations", scope)
-        day_sql, day_params = local_day_sql("started_at", scope.period)
+        by_day: Dict[int, List[int]] = {}
+        for day, _bot, _channel, _status, score, n in self._conversation_counts(scope):
+            rated_total = by_day.setdefault(day, [0, 0])
+            if score is not None:
+                rated_total[0] += n
+                rated_total[1] += score * n
         return [{"day": day_from_number(day), "rated": rated,
                  "average": round(total / rated, 4) if rated else None}
-                for day, rated, total in self.query(
-                    f"SELECT {day_sql} AS d, count(satisfaction), sum(satisfaction) FROM conversations"
-                    f" WHERE {where} GROUP BY d ORDER BY d", day_params + params)]
+                for day, (rated, total) in sorted(by_day.items())]
 
     def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
         if dimension not in BREAKDOWNS:
             raise ValueError(f"dimension must be one of {', '.join(BREAKDOWNS)}")
-        key = _KEYS[dimension]
-        where, params = self.scoped("conversations", scope)
-        # The unary + keeps the planner on the covering start-time index: grouping through the
-        # (bot_id, started_at) index instead would read every conversation's row for its status.
-        return [{"key": value, "conversations": n, "handed_off": handed}
-                for value, n, handed in self.query(
-                    f"SELECT +{key}, count(*), sum(status = 'handed_off') AS h FROM conversations"
-                    f" WHERE {where} GROUP BY 1 ORDER BY h DESC, 1", params)]
+        column = 1 if dimension == "bot" else 2
+        by_key: Dict[Optional[str], List[int]] = {}
+        for row in self._conversation_counts(scope):
+            counts = by_key.setdefault(row[column], [0, 0])
+            counts[0] += row[5]
+            counts[1] += row[5] if row[3] == "handed_off" else 0
+        # Most hand-offs first, then by key (no key first, as SQLite orders NULL).
+        ordered = sorted(by_key.items(), key=lambda item: (-item[1][1], item[0] is not None, item[0] or ""))
+        return [{"key": key, "conversations": n, "handed_off": handed} for key, (n, handed) in ordered]
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:
         where, params = self.scoped("conversations", scope, alias="c")

@@ -16,8 +16,6 @@ from .sqlite_rollups import BUCKET_MS
 _COLUMNS = {"bot": "bot_id", "channel": "channel"}
 #: Groupings of reply latency answered together from one histogram of a scope's replies.
 _HISTOGRAM_GROUPS = (None, "day", "bot")
-#: How many scopes' latency histograms a connection keeps (a report asks for two).
-_KEPT_SCOPES = 4
 
 
 class PerformanceQueries:
@@ -58,17 +56,11 @@ class PerformanceQueries:
         histograms of the scope's replies (per day and per bot), read at the same time.
 
         The latency section asks for the three groupings (and the previous period's total), so
-        the answers of the last few scopes are kept per connection while the data stays the
-        same (``PRAGMA data_version`` changes when another connection commits).
+        the answers are kept (``kept``) while the file stays the same.
         """
-        version = self.query("PRAGMA data_version")[0][0]
-        kept = getattr(self._local, "reply_latency", None)
-        if kept is None or kept[0] != version:
-            kept = self._local.reply_latency = (version, {})
-        # Bot ids may come as a list: the key spells the scope in hashable parts.
-        key = (scope.org_id, scope.period, tuple(scope.bot_ids or ()), scope.channel)
-        if key in kept[1]:
-            return kept[1][key]
+        return self.kept("reply_latency", scope, lambda: self._read_latency_histograms(scope, rolled))
+
+    def _read_latency_histograms(self, scope: Scope, rolled) -> Dict[Optional[str], List[dict]]:
         walk = self._walk_latency_index(scope, rolled)
         where, params = self.scoped("messages", scope, time_index=not walk)
         day_sql, day_params = local_day_sql("created_at", scope.period)
@@ -93,9 +85,6 @@ class PerformanceQueries:
             stats = [_latency_stats(histogram_row(key, [(v, c) for _, v, c in bars]), to_keys[group])
                      for key, bars in _grouped(rows)]
             result[group] = sorted(stats, key=lambda row: (row["key"] is None, row["key"]))
-        if len(kept[1]) >= _KEPT_SCOPES:
-            kept[1].pop(next(iter(kept[1])))
-        kept[1][key] = result
         return result
 
     def _walk_latency_index(self, scope: Scope, rolled) -> bool:
