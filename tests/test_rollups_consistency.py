@@ -177,3 +177,19 @@ def test_reply_latency_kept_for_a_report_follows_the_next_write(tmp_path):
     [after] = source.reply_latency(scope)
     assert after["replies"] == before["replies"] + 1 and after["max_ms"] == 10_000_000
     assert {row["key"]: row["replies"] for row in source.reply_latency(scope, "bot")}["bot-001"] > 0
+
+
+def test_walking_the_history_indexes_gives_the_same_answers(tmp_path, monkeypatch):
+    """Distinct users and top intents along the user- and intent-ordered indexes (a period
+    holding much of the file) equal the answers that sort the period's rows."""
+    path = tmp_path / "a.db"
+    generate(path, days=10, bots=4, messages=4_000, seed=5, end_date=dt.date(2025, 1, 31))
+    source = SqliteAnalytics(path)
+    for scope in scopes():
+        monkeypatch.setattr(source, "walks_history", lambda *_: True, raising=False)
+        walked = answers(source, scope)
+        walked["intents"] = source.top_intents(scope, 10)
+        monkeypatch.setattr(source, "walks_history", lambda *_: False, raising=False)
+        sorted_ = answers(source, scope)
+        sorted_["intents"] = source.top_intents(scope, 10)
+        assert walked == sorted_

@@ -9,6 +9,7 @@ from ...core.scheduling import days_of
 from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
 from .labels import bot_label, bot_names
+from .raw_rows import started
 
 PERCENTILE_COLUMNS = tuple(Column(f"p{p}_ms", f"p{p} (ms)", "integer") for p in PERCENTILES)
 
@@ -155,7 +156,7 @@ def performance_raw(ctx):
         for row in ctx.source.performance_rows(ctx.scope):
             yield [row[c.name] for c in RAW_COLUMNS]
 
-    return [Table("Performance per bot per hour", RAW_COLUMNS, rows(), raw=True)]
+    return [Table("Performance per bot per hour", RAW_COLUMNS, started(rows()), raw=True)]
 
 
 @hookimpl

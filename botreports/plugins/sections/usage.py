@@ -6,6 +6,7 @@ from ...core.models import Chart, Column, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .kpi_math import kpis_with_change, rate
 from .labels import bot_names, pseudonym
+from .raw_rows import started
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -148,7 +149,7 @@ def usage_raw(ctx):
             yield [row["day"], row["bot_id"], names.get(row["bot_id"], row["bot_id"])] + [
                 row[c.name] for c in RAW_USAGE_COLUMNS[3:]]
 
-    return [Table("Usage per bot per day", RAW_USAGE_COLUMNS, rows(), raw=True)]
+    return [Table("Usage per bot per day", RAW_USAGE_COLUMNS, started(rows()), raw=True)]
 
 
 LIMIT = Option("int", 20, "How many rows to show", minimum=1, maximum=1000)

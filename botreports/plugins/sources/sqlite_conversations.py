@@ -9,17 +9,12 @@ from typing import Callable, Dict, Iterator, List, Optional
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
 from .sql_stats import histogram_percentiles
-from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql
+from .sql_time import day_from_number, instant_from_ms, local_day_sql
 from .sqlite_conversation_rows import JSON_COLUMNS, table_columns
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_conversation_table import ConversationTableRows
-from .sqlite_rollups import BUCKET_MS
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
-
-#: Top intents walk every intent message ever when the period holds at least 1/HISTORY_SHARE
-#: of them: an index walk costs a few times less per message than sorting for two distinct counts.
-HISTORY_SHARE = 4
 
 
 class ConversationQueries:
@@ -88,7 +83,8 @@ class ConversationQueries:
                     f" LIMIT ?", params + [int(limit)])]
 
     def top_intents(self, scope: Scope, limit: int) -> dict:
-        if self._intents_walk_history(scope):
+        # Intent order along the intent indexes counts both distinct columns without a sort.
+        if self.walks_history(scope, "messages_intent_conversations", "messages_intent_users"):
             return self._top_intents_by_index(scope, limit)
         where, params = self.scoped("messages", scope)
         where += " AND direction = 'in' AND intent IS NOT NULL"
@@ -99,20 +95,6 @@ class ConversationQueries:
                        f" FROM messages WHERE {where} GROUP BY intent ORDER BY n DESC, intent LIMIT ?",
                        params + [int(limit)])]
         return {"total": total, "intents": intents}
-
-    def _intents_walk_history(self, scope: Scope) -> bool:
-        """Whether top intents had better walk the intent-ordered indexes (every intent message
-        ever, grouped without sorting) than sort the period's messages (two distinct counts per
-        intent). Walking wins unless the period holds a small share of the history: the share of
-        incoming messages, read from the rollups, decides."""
-        if not (self.rollups and self.has_index("messages_intent_conversations")
-                and self.has_index("messages_intent_users")):
-            return False
-        start, end = epoch_ms(scope.period.start) // BUCKET_MS, epoch_ms(scope.period.end) // BUCKET_MS + 1
-        period, every = self.query(
-            "SELECT coalesce(sum(CASE WHEN bucket >= ? AND bucket < ? THEN messages_in END), 0),"
-            " coalesce(sum(messages_in), 0) FROM rollup_messages", [start, end])[0]
-        return period * HISTORY_SHARE >= every
 
     def _top_intents_by_index(self, scope: Scope, limit: int) -> dict:
         """Top intents from the intent-ordered indexes: each distinct count follows an index

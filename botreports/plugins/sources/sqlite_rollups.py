@@ -133,6 +133,17 @@ TRIGGER_INDEXES = (
 )
 
 
+#: The users rollup again in user order, whole and per bot and per channel: distinct users of
+#: a period that holds much of the file follow an index (each user's cells side by side)
+#: instead of sorting every cell of the period by user.
+USER_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS rollup_users_user ON rollup_users"
+    " (user_id, bucket, org_id, bot_id, channel, messages_in, first_at, last_at)",
+    "CREATE INDEX IF NOT EXISTS rollup_users_bot ON rollup_users (bot_id, user_id, bucket, org_id, channel)",
+    "CREATE INDEX IF NOT EXISTS rollup_users_channel ON rollup_users (channel, user_id, bucket, org_id, bot_id)",
+)
+
+
 def _merge(column: str, how: str) -> str:
     """``column`` combined with ``excluded.column`` the way the aggregate would (NULLs ignored)."""
     new = f"excluded.{column}"
@@ -223,6 +234,8 @@ def build_rollups(conn: sqlite3.Connection) -> None:
             conn.execute(f"INSERT INTO {rollup.name} ({rollup.columns()}) {rollup.select('b', '1 = 1')}")
             for statement in _trigger_sql(rollup):
                 conn.execute(statement)
+        for statement in USER_INDEXES:
+            conn.execute(statement)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -72,8 +72,7 @@ class UsageQueries:
                     f"SELECT {key}, sum(messages_in), sum(messages_out) FROM rollup_messages WHERE {where}"
                     f" GROUP BY 1", params):
                 row(value).update(messages_in=m_in, messages_out=m_out)
-            for value, users in self.query(
-                    f"SELECT {key}, count(DISTINCT user_id) FROM rollup_users WHERE {where} GROUP BY 1", params):
+            for value, users in self.query(self.distinct_users_sql(scope, where, key), params):
                 row(value)["active_users"] = users
         else:
             where, params = self.scoped("messages", scope)
@@ -112,7 +111,9 @@ class UsageQueries:
         rolled = self.rolled(scope)
         if rolled:
             where, params = rolled
-            sql = (f"SELECT user_id, sum(messages_in) AS n, min(first_at), max(last_at) FROM rollup_users"
+            # In user order the grouping needs no sort; only the users are then ranked.
+            walk = " INDEXED BY rollup_users_user" if self.walks_history(scope, "rollup_users_user") else ""
+            sql = (f"SELECT user_id, sum(messages_in) AS n, min(first_at), max(last_at) FROM rollup_users{walk}"
                    f" WHERE {where} GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?")
         else:
             where, params = self.scoped("messages", scope)
