@@ -12,6 +12,7 @@ import pytest
 from botreports.core.models import Period, Scope
 from botreports.plugins.sources.sqlite import SqliteAnalytics, create_database, create_indexes
 from botreports.plugins.sources.sqlite_conversation_rows import COLUMNS as CONVERSATION_COLUMNS
+from botreports.plugins.sources.sqlite_conversation_rows import JSON_COLUMNS
 from botreports.plugins.sources.sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from botreports.plugins.sources.sqlite_conversation_rows import build_conversation_rows
 from botreports.plugins.sources.sqlite_rollups import ROLLUPS, build_rollups
@@ -25,7 +26,7 @@ def snapshot(path):
     """Every rollup row, floats rounded (sums of costs may add up in another order)."""
     conn = sqlite3.connect(path)
     tables = {r.name: r.columns() for r in ROLLUPS}
-    tables[CONVERSATION_ROWS] = ", ".join(CONVERSATION_COLUMNS)
+    tables[CONVERSATION_ROWS] = ", ".join(CONVERSATION_COLUMNS + JSON_COLUMNS)  # the kept JSON too
     try:
         return {name: sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in row)
                               for row in conn.execute(f"SELECT {columns} FROM {name}")), key=repr)
