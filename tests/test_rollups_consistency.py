@@ -194,3 +194,23 @@ def test_walking_the_history_indexes_gives_the_same_answers(tmp_path, monkeypatc
         sorted_ = answers(source, scope)
         sorted_["intents"] = source.top_intents(scope, 10)
         assert walked == sorted_
+
+
+def test_a_file_without_the_conversations_rollup_counts_conversations_and_gains_it_on_its_next_load(tmp_path):
+    path = tmp_path / "a.db"
+    generate(path, days=10, bots=3, messages=3_000, seed=9, end_date=dt.date(2025, 1, 31))
+    scope = next(scopes())
+    expected = answers(SqliteAnalytics(path), scope)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                " AND name LIKE 'rollup_conversations_%'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE rollup_conversations")
+    conn.close()
+    older = SqliteAnalytics(path)
+    assert older.rollups and not older.has_table("rollup_conversations")
+    assert answers(older, scope) == expected  # counted from the conversations themselves
+    older.write_events(random_events(random.Random(4), 5))
+    assert older.has_table("rollup_conversations")
+    assert answers(older, scope) == answers(SqliteAnalytics(path), scope)
+    assert snapshot(path)["rollup_conversations"]

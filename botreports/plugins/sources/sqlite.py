@@ -20,7 +20,7 @@ from .sqlite_conversation_rows import build_conversation_rows, has_conversation_
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
-from .sqlite_rollups import BUCKET_MS, build_rollups, has_rollups
+from .sqlite_rollups import BUCKET_MS, LATER_ROLLUPS, ROLLUP_NAMES, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
@@ -181,6 +181,29 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             found = self._rollups = has_rollups(self.conn)
         return found
 
+    def counted_conversations(self, scope: Scope) -> Tuple[str, str, str, str, list]:
+        """``(table, start, count, where, params)``: where to count a scope's conversations. The
+        conversations rollup (``start`` its cells' start, ``count`` the sum of their counts) when
+        it can answer the scope exactly, else the conversations themselves (``count(*)``)."""
+        rolled = self.rolled(scope)
+        if rolled and self.has_table(LATER_ROLLUPS[0]):
+            return LATER_ROLLUPS[0], f"(bucket * {BUCKET_MS})", "sum(conversations)", rolled[0], rolled[1]
+        where, params = self.scoped("conversations", scope)
+        return "conversations", "started_at", "count(*)", where, params
+
+    def _forget_schema(self) -> None:
+        """Forget what was learnt of the file's tables, columns and indexes (after it gained some)."""
+        self._rollups = None
+        for kept in ("_tables", "_columns", "_indexes"):
+            self.__dict__.pop(kept, None)
+
+    def has_table(self, name: str) -> bool:
+        """Whether the file has the table ``name`` (files written before it existed do not)."""
+        found = self.__dict__.setdefault("_tables", {})
+        if name not in found:
+            found[name] = bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]))
+        return found[name]
+
     def kept(self, name: str, scope: Scope, compute: Callable[[], Any]) -> Any:
         """``compute()``'s answer for ``scope``, kept on this thread's connection while the file
         stays the same (``PRAGMA data_version`` changes when another connection commits): a
@@ -259,14 +282,13 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             # A replaced row must leave the rollup tables (their delete triggers) before its
             # successor enters them; SQLite fires delete triggers on REPLACE only with this on.
             conn.execute("PRAGMA recursive_triggers = ON")
-            if not has_rollups(conn):
-                # A file written before rollups existed gains them (and their triggers) once.
+            if not has_rollups(conn, ROLLUP_NAMES):
+                # A file written before rollups (or the later ones) existed gains them once.
                 build_rollups(conn)
-                self._rollups = None
+                self._forget_schema()
             if not has_conversation_rows(conn):
                 build_conversation_rows(conn)
-                self.__dict__.pop("_indexes", None)
-                self.__dict__.pop("_columns", None)
+                self._forget_schema()
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
             try:
@@ -345,8 +367,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
 
     def usage_totals(self, scope: Scope) -> Dict[str, float]:
         """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
-        conv_where, conv_params = self.where(scope, "started_at")
-        conversations = self.query(f"SELECT count(*) FROM conversations WHERE {conv_where}", conv_params)[0][0]
+        table, _, count, conv_where, conv_params = self.counted_conversations(scope)
+        conversations = self.query(f"SELECT coalesce({count}, 0) FROM {table} WHERE {conv_where}",
+                                   conv_params)[0][0]
         rolled = self.rolled(scope)
         if rolled:
             where, params = rolled
@@ -401,10 +424,10 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             return days.setdefault(number, {"conversations": 0, "messages_in": 0, "messages_out": 0,
                                             "active_users": 0, "new_users": 0})
 
-        conv_where, conv_params = self.where(scope, "started_at")
-        day_sql, day_params = local_day_sql("started_at", scope.period)
+        table, start, count, conv_where, conv_params = self.counted_conversations(scope)
+        day_sql, day_params = local_day_sql(start, scope.period)
         for number, count in self.query(
-                f"SELECT {day_sql} AS day, count(*) FROM conversations WHERE {conv_where} GROUP BY day",
+                f"SELECT {day_sql} AS day, {count} FROM {table} WHERE {conv_where} GROUP BY day",
                 day_params + conv_params):
             day(number)["conversations"] = count
         rolled = self.rolled(scope)

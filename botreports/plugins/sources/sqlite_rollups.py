@@ -111,6 +111,14 @@ ROLLUPS = (
            [("messages", "count(*)", "sum")],
            "{t}.org_id = {r}.org_id AND {t}.created_at >= {r}.created_at / 60000 * 60000"
            " AND {t}.created_at < ({r}.created_at / 60000 + 1) * 60000"),
+    # Conversations per cell of their start: conversation counts per local day, hour, bot and channel.
+    Rollup("rollup_conversations", "conversations",
+           [("bucket", f"{{t}}.started_at / {BUCKET_MS}"), ("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"),
+            ("channel", "{t}.channel")],
+           [("conversations", "count(*)", "sum")],
+           "{t}.org_id = {r}.org_id AND {t}.started_at >= {r}.started_at / 900000 * 900000"
+           " AND {t}.started_at < ({r}.started_at / 900000 + 1) * 900000 AND {t}.bot_id = {r}.bot_id"
+           " AND {t}.channel = {r}.channel"),
     # LLM calls per cell and model; the channel is the one of the call's conversation.
     Rollup("rollup_llm", "llm_calls",
            _bucketed([("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"),
@@ -126,6 +134,9 @@ ROLLUPS = (
 )
 
 ROLLUP_NAMES = tuple(r.name for r in ROLLUPS)
+#: Rollups added after files with the others were written: such a file reads its other rollups
+#: until its next load rebuilds them all, and these questions from the base tables meanwhile.
+LATER_ROLLUPS = ("rollup_conversations",)
 
 #: Indexes the triggers need to find a cell's rows in the base tables.
 TRIGGER_INDEXES = (
@@ -212,12 +223,14 @@ def _trigger_sql(rollup: Rollup) -> List[str]:
     return statements
 
 
-def has_rollups(conn: sqlite3.Connection) -> bool:
-    """Whether the file holds every rollup table (files written before they existed do not)."""
-    marks = ", ".join("?" for _ in ROLLUP_NAMES)
+def has_rollups(conn: sqlite3.Connection, names: Sequence[str] = ()) -> bool:
+    """Whether the file holds the rollup tables ``names`` (default: all but the later ones;
+    files written before they existed do not)."""
+    names = tuple(names) or tuple(name for name in ROLLUP_NAMES if name not in LATER_ROLLUPS)
+    marks = ", ".join("?" for _ in names)
     found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
-                         ROLLUP_NAMES).fetchone()[0]
-    return found == len(ROLLUP_NAMES)
+                         names).fetchone()[0]
+    return found == len(names)
 
 
 def build_rollups(conn: sqlite3.Connection) -> None:

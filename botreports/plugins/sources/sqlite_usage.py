@@ -43,10 +43,10 @@ class UsageQueries:
                    f" FROM messages WHERE {where} GROUP BY wd, hr")
         for wd, hr, m_in, m_out in self.query(sql, time_params + params):
             cell(wd, hr).update(messages_in=m_in, messages_out=m_out)
-        where, params = self.scoped("conversations", scope)
-        weekday, hour, time_params = local_weekday_hour_sql("started_at", scope.period)
+        table, start, count, where, params = self.counted_conversations(scope)
+        weekday, hour, time_params = local_weekday_hour_sql(start, scope.period)
         for wd, hr, count in self.query(
-                f"SELECT {weekday} AS wd, {hour} AS hr, count(*) FROM conversations WHERE {where}"
+                f"SELECT {weekday} AS wd, {hour} AS hr, {count} FROM {table} WHERE {where}"
                 f" GROUP BY wd, hr", time_params + params):
             cell(wd, hr)["conversations"] = count
         return [cells[key] for key in sorted(cells)]
@@ -61,9 +61,8 @@ class UsageQueries:
             return rows.setdefault(value, {"key": value, "conversations": 0, "messages_in": 0, "messages_out": 0,
                                            "active_users": 0, "tokens": 0, "cost_usd": 0.0})
 
-        where, params = self.scoped("conversations", scope)
-        for value, count in self.query(f"SELECT {key}, count(*) FROM conversations WHERE {where} GROUP BY 1",
-                                       params):
+        table, _, count, where, params = self.counted_conversations(scope)
+        for value, count in self.query(f"SELECT {key}, {count} FROM {table} WHERE {where} GROUP BY 1", params):
             row(value)["conversations"] = count
         rolled = self.rolled(scope)
         if rolled:
@@ -144,10 +143,10 @@ class UsageQueries:
                 "day": day_from_number(day), "bot_id": bot, "conversations": 0, "messages_in": 0,
                 "messages_out": 0, "active_users": 0, "errors": 0, "tokens": 0, "cost_usd": 0.0})
 
-        where, params = self.scoped("conversations", scope)
-        day_sql, day_params = local_day_sql("started_at", scope.period)
+        table, start, count, where, params = self.counted_conversations(scope)
+        day_sql, day_params = local_day_sql(start, scope.period)
         for day, bot, count in self.query(
-                f"SELECT {day_sql} AS d, bot_id, count(*) FROM conversations WHERE {where} GROUP BY d, bot_id",
+                f"SELECT {day_sql} AS d, bot_id, {count} FROM {table} WHERE {where} GROUP BY d, bot_id",
                 day_params + params):
             cell(day, bot)["conversations"] = count
         rolled = self.rolled(scope)
