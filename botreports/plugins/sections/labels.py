@@ -7,6 +7,7 @@ of one instance and not reversible without that secret.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Mapping, Optional
 
@@ -15,9 +16,17 @@ def pseudonym(ctx, user_id: Optional[str]) -> Optional[str]:
     """The pseudonym of ``user_id`` in the reports of ``ctx``'s instance."""
     if user_id is None:
         return None
-    key = (getattr(ctx.reports, "secret", None) or "botreports").encode("utf-8")
-    # hmac.digest is the one-shot C path: the same bytes as hmac.new(...).digest(), at a third of the cost
-    return "user-" + hmac.digest(key, user_id.encode("utf-8"), "sha256").hex()[:10]
+    keyed = _keyed_hmac((getattr(ctx.reports, "secret", None) or "botreports").encode("utf-8"))
+    # A copy of an HMAC already keyed skips hashing the key pads again: a raw table of a
+    # month names hundreds of thousands of users, each once.
+    mac = keyed.copy()
+    mac.update(user_id.encode("utf-8"))
+    return "user-" + mac.hexdigest()[:10]
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed_hmac(key: bytes):
+    return hmac.new(key, digestmod="sha256")
 
 
 def bot_names(ctx) -> Mapping[str, str]:

@@ -25,11 +25,14 @@ class _Labels(dict):
 
 
 def json_cells_sql(columns: Sequence[str]) -> Tuple[str, str]:
-    """``(head, tail)``: SQL of the JSON arrays of a row's three cells before the user and ten
-    after it, from the table's fourteen column expressions (instants as epoch ms)."""
+    """``(head, tail)``: SQL of a row's JSON array around the user's cell, from the table's
+    fourteen column expressions (instants as epoch ms): ``["c1","bot-1","web",`` and
+    ``,"2025-01-02T03:04:05Z",...]``, so that head, label and tail are the row. Each cell is a
+    string, a number or null, so only the array's own bracket is trimmed."""
     started, ended = columns[4], columns[5]
     instants = [_JSON_INSTANT.format(started), f"CASE WHEN {ended} IS NOT NULL THEN {_JSON_INSTANT.format(ended)} END"]
-    return f"json_array({', '.join(columns[:3])})", f"json_array({', '.join(instants + list(columns[6:]))})"
+    return (f"rtrim(json_array({', '.join(columns[:3])}), ']') || ','",
+            f"',' || ltrim(json_array({', '.join(instants + list(columns[6:]))}), '[')")
 
 
 def _json_label(label) -> str:
@@ -85,4 +88,4 @@ class ConversationTableRows:
             rows = cursor.fetchmany(rows_per_text)
             if not rows:
                 return
-            yield ",".join([f"{head[:-1]},{labels[user]},{tail[1:]}" for head, user, tail in rows])
+            yield ",".join([head + labels[user] + tail for head, user, tail in rows])
