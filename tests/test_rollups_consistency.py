@@ -214,3 +214,33 @@ def test_a_file_without_the_conversations_rollup_counts_conversations_and_gains_
     assert older.has_table("rollup_conversations")
     assert answers(older, scope) == answers(SqliteAnalytics(path), scope)
     assert snapshot(path)["rollup_conversations"]
+
+
+def test_kept_answers_are_shared_by_threads_and_renewed_by_a_commit(tmp_path):
+    import threading
+    import time
+
+    path = tmp_path / "a.db"
+    generate(path, days=5, bots=2, messages=1_000, seed=2, end_date=dt.date(2025, 1, 31))
+    source = SqliteAnalytics(path)
+    scope = next(scopes())
+    computed = []
+
+    def slow():
+        computed.append(1)
+        time.sleep(0.3)
+        return len(computed)
+
+    answers_seen = []
+    threads = [threading.Thread(target=lambda: answers_seen.append(source.kept("q", scope, slow)))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers_seen == [1, 1, 1] and len(computed) == 1  # one computation, shared
+    assert source.kept("q", scope, slow) == 1
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("UPDATE bots SET name = name || '!'")  # any commit
+    writer.close()
+    assert source.kept("q", scope, slow) == 2  # the file changed: computed again

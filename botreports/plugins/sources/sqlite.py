@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote, urlparse
@@ -143,7 +144,7 @@ def path_of(url: str) -> Path:
 #: Walking an index over the whole file wins when the period holds at least 1/HISTORY_SHARE
 #: of its incoming messages: an index walk costs a few times less per row than a sort.
 HISTORY_SHARE = 4
-#: Answers a connection keeps (``SqliteAnalytics.kept``): a report asks about two scopes.
+#: Answers a source keeps (``SqliteAnalytics.kept``): a report asks about two scopes.
 KEPT_ANSWERS = 8
 
 
@@ -159,6 +160,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
+        self._kept: Dict[tuple, Tuple[int, Future]] = {}
+        self._kept_lock = threading.Lock()
+        self._version_conn: Optional[sqlite3.Connection] = None
         if not self.path.exists():
             create_database(self.path).close()
 
@@ -166,11 +170,23 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            # Read-only: a report can never change the analytics data.
-            conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
-            self._local.conn = conn
+            conn = self._local.conn = self._read_only()
         return conn
+
+    def _read_only(self) -> sqlite3.Connection:
+        # Read-only: a report can never change the analytics data.
+        conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30,
+                               check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _data_version(self) -> int:
+        """A number that changes whenever data is committed to the file: ``PRAGMA data_version``
+        of a connection of its own, which never writes, so every commit is another's."""
+        with self._kept_lock:
+            if self._version_conn is None:
+                self._version_conn = self._read_only()
+            return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
     @property
     def rollups(self) -> bool:
@@ -205,20 +221,34 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         return found[name]
 
     def kept(self, name: str, scope: Scope, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s answer for ``scope``, kept on this thread's connection while the file
-        stays the same (``PRAGMA data_version`` changes when another connection commits): a
-        report's sections ask some questions several times, for a few scopes."""
-        version = self.query("PRAGMA data_version")[0][0]
-        answers = getattr(self._local, "kept", None)
-        if answers is None or answers[0] != version:
-            answers = self._local.kept = (version, {})
+        """``compute()``'s answer for ``scope``, shared by the threads of this source while the
+        file stays the same: a report's sections ask some questions several times, from the
+        threads that collect them. A thread asking while another computes the same answer
+        waits for it rather than computing it again."""
         # Bot ids may come as a list: the key spells the scope in hashable parts.
         key = (name, scope.org_id, scope.period, tuple(scope.bot_ids or ()), scope.channel)
-        if key not in answers[1]:
-            if len(answers[1]) >= KEPT_ANSWERS:
-                answers[1].pop(next(iter(answers[1])))
-            answers[1][key] = compute()
-        return answers[1][key]
+        version = self._data_version()  # before computing: a commit meanwhile makes it stale
+        with self._kept_lock:
+            entry = self._kept.get(key)
+            if entry is not None and entry[0] == version:
+                return_future, owner = entry[1], False
+            else:
+                if len(self._kept) >= KEPT_ANSWERS:
+                    self._kept.pop(next(iter(self._kept)))
+                return_future, owner = Future(), True
+                self._kept[key] = (version, return_future)
+        if not owner:
+            return return_future.result()
+        try:
+            answer = compute()
+        except BaseException as error:
+            with self._kept_lock:
+                if self._kept.get(key, (None, None))[1] is return_future:
+                    del self._kept[key]
+            return_future.set_exception(error)
+            raise
+        return_future.set_result(answer)
+        return answer
 
     def walks_history(self, scope: Scope, *indexes: str) -> bool:
         """Whether to answer ``scope`` by walking ``indexes`` over the whole file (every entry
@@ -265,6 +295,11 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         return self.conn.execute(sql, list(params)).fetchall()
 
     def close(self) -> None:
+        with self._kept_lock:
+            if self._version_conn is not None:
+                self._version_conn.close()
+                self._version_conn = None
+            self._kept.clear()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
