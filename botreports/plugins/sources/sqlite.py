@@ -21,7 +21,7 @@ from .sqlite_conversation_rows import build_conversation_rows, has_conversation_
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
-from .sqlite_rollups import BUCKET_MS, LATER_ROLLUPS, ROLLUP_NAMES, build_rollups, has_rollups
+from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
@@ -144,8 +144,8 @@ def path_of(url: str) -> Path:
 #: Walking an index over the whole file wins when the period holds at least 1/HISTORY_SHARE
 #: of its incoming messages: an index walk costs a few times less per row than a sort.
 HISTORY_SHARE = 4
-#: Answers a source keeps (``SqliteAnalytics.kept``): a report asks about two scopes.
-KEPT_ANSWERS = 8
+#: Answers a source keeps (``SqliteAnalytics.kept``): a few questions about the two scopes of a report.
+KEPT_ANSWERS = 16
 
 
 class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, ComplianceQueries,
@@ -202,8 +202,8 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         conversations rollup (``start`` its cells' start, ``count`` the sum of their counts) when
         it can answer the scope exactly, else the conversations themselves (``count(*)``)."""
         rolled = self.rolled(scope)
-        if rolled and self.has_table(LATER_ROLLUPS[0]):
-            return LATER_ROLLUPS[0], f"(bucket * {BUCKET_MS})", "sum(conversations)", rolled[0], rolled[1]
+        if rolled and self.has_table(CONVERSATIONS_ROLLUP):
+            return CONVERSATIONS_ROLLUP, f"(bucket * {BUCKET_MS})", "sum(conversations)", rolled[0], rolled[1]
         where, params = self.scoped("conversations", scope)
         return "conversations", "started_at", "count(*)", where, params
 
@@ -215,9 +215,13 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
 
     def has_table(self, name: str) -> bool:
         """Whether the file has the table ``name`` (files written before it existed do not)."""
-        found = self.__dict__.setdefault("_tables", {})
+        return self._in_schema("_tables", "table", name)
+
+    def _in_schema(self, cache: str, kind: str, name: str) -> bool:
+        """Whether the file has the ``kind`` (table, index) ``name``, asked once per name."""
+        found = self.__dict__.setdefault(cache, {})
         if name not in found:
-            found[name] = bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [name]))
+            found[name] = bool(self.query("SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", [kind, name]))
         return found[name]
 
     def kept(self, name: str, scope: Scope, compute: Callable[[], Any]) -> Any:
@@ -231,23 +235,23 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         with self._kept_lock:
             entry = self._kept.get(key)
             if entry is not None and entry[0] == version:
-                return_future, owner = entry[1], False
+                future, owner = entry[1], False
             else:
                 if len(self._kept) >= KEPT_ANSWERS:
                     self._kept.pop(next(iter(self._kept)))
-                return_future, owner = Future(), True
-                self._kept[key] = (version, return_future)
+                future, owner = Future(), True
+                self._kept[key] = (version, future)
         if not owner:
-            return return_future.result()
+            return future.result()
         try:
             answer = compute()
         except BaseException as error:
             with self._kept_lock:
-                if self._kept.get(key, (None, None))[1] is return_future:
+                if self._kept.get(key, (None, None))[1] is future:
                     del self._kept[key]
-            return_future.set_exception(error)
+            future.set_exception(error)
             raise
-        return_future.set_result(answer)
+        future.set_result(answer)
         return answer
 
     def walks_history(self, scope: Scope, *indexes: str) -> bool:
@@ -257,6 +261,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         The share of incoming messages, read from the rollups, decides."""
         if not (self.rollups and all(self.has_index(name) for name in indexes)):
             return False
+        return self.kept("history_share", scope, lambda: self._holds_much_of_history(scope))
+
+    def _holds_much_of_history(self, scope: Scope) -> bool:
         start, end = epoch_ms(scope.period.start) // BUCKET_MS, epoch_ms(scope.period.end) // BUCKET_MS + 1
         period, every = self.query(
             "SELECT coalesce(sum(CASE WHEN bucket >= ? AND bucket < ? THEN messages_in END), 0),"
@@ -286,10 +293,7 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
 
     def has_index(self, name: str) -> bool:
         """Whether the file has the index ``name`` (files written before it existed do not)."""
-        found = self.__dict__.setdefault("_indexes", {})
-        if name not in found:
-            found[name] = bool(self.query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [name]))
-        return found[name]
+        return self._in_schema("_indexes", "index", name)
 
     def query(self, sql: str, params: Sequence = ()) -> List[tuple]:
         return self.conn.execute(sql, list(params)).fetchall()

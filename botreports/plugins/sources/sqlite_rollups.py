@@ -136,7 +136,8 @@ ROLLUPS = (
 ROLLUP_NAMES = tuple(r.name for r in ROLLUPS)
 #: Rollups added after files with the others were written: such a file reads its other rollups
 #: until its next load rebuilds them all, and these questions from the base tables meanwhile.
-LATER_ROLLUPS = ("rollup_conversations",)
+CONVERSATIONS_ROLLUP = "rollup_conversations"
+LATER_ROLLUPS = (CONVERSATIONS_ROLLUP,)
 
 #: Indexes the triggers need to find a cell's rows in the base tables.
 TRIGGER_INDEXES = (
