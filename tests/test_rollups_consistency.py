@@ -11,6 +11,7 @@ import pytest
 
 from botreports.core.models import Period, Scope
 from botreports.plugins.sources.sqlite import SqliteAnalytics, create_database, create_indexes
+from botreports.plugins.sources.sqlite_conversation_keys import TABLE as CONVERSATION_KEYS
 from botreports.plugins.sources.sqlite_conversation_rows import COLUMNS as CONVERSATION_COLUMNS
 from botreports.plugins.sources.sqlite_conversation_rows import JSON_COLUMNS
 from botreports.plugins.sources.sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
@@ -83,9 +84,15 @@ def test_rollups_follow_every_kind_of_write(tmp_path, seed):
     kept = snapshot(path)
     build_rollups(conn)
     build_conversation_rows(conn)
+    # The keys catalog only grows: it lists every key a conversation has now (and may list
+    # keys whose conversations have gone or moved, which count nothing).
+    listed = set(conn.execute(f"SELECT org_id, bot_id, channel, status, score FROM {CONVERSATION_KEYS}"))
+    present = set(conn.execute("SELECT DISTINCT org_id, bot_id, channel, status, coalesce(satisfaction, 0)"
+                               " FROM conversations"))
     conn.close()
     assert snapshot(path) == kept
     assert any(kept.values())
+    assert present and present <= listed
 
 
 ZONES = ("America/New_York", "Asia/Kathmandu", "UTC")
@@ -113,6 +120,10 @@ def answers(source, scope):
     }
     for dimension in ("bot", "channel"):
         result[f"usage_breakdown_{dimension}"] = source.usage_breakdown(scope, dimension)
+        result[f"handoffs_{dimension}"] = source.handoffs(scope, dimension)
+    result.update(conversation_summary=source.conversation_summary(scope),
+                  conversation_outcomes=source.conversation_outcomes(scope), satisfaction=source.satisfaction(scope),
+                  daily_satisfaction=source.daily_satisfaction(scope))
     for group in (None, "day", "bot", "channel"):
         result[f"reply_latency_{group}"] = source.reply_latency(scope, group)
         result[f"error_counts_{group}"] = source.error_counts(scope, group)
@@ -129,7 +140,8 @@ def test_file_without_rollups_gives_the_same_answers(tmp_path):
     path = tmp_path / "with.db"
     generate(path, days=30, bots=6, messages=20_000, seed=3, end_date=dt.date(2025, 1, 31))
     old, older = tmp_path / "without_conversation_rows.db", tmp_path / "without.db"
-    for copy, dropped in ((old, [CONVERSATION_ROWS]), (older, [CONVERSATION_ROWS] + [r.name for r in ROLLUPS])):
+    for copy, dropped in ((old, [CONVERSATION_ROWS, CONVERSATION_KEYS]),
+                          (older, [CONVERSATION_ROWS, CONVERSATION_KEYS] + [r.name for r in ROLLUPS])):
         shutil.copy(path, copy)
         conn = sqlite3.connect(copy)
         for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from botreports.core.models import Period
 from botreports.core.scheduling import days_of, offset_changes, parse_instant, relative_period
-from botreports.plugins.sources.sql_time import day_from_number, local_day_sql, local_hour_sql
+from botreports.plugins.sources.sql_time import day_from_number, local_day_ranges, local_day_sql, local_hour_sql
 
 ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Europe/Berlin", "Australia/Lord_Howe",
          "America/Sao_Paulo", "Pacific/Chatham", "Asia/Tehran", "America/St_Johns"]
@@ -31,6 +31,29 @@ def test_local_day_sql_matches_zoneinfo(zone, start, days, offsets):
     got = [day_from_number(n) for (n,) in conn.execute(f"SELECT {sql} FROM x ORDER BY t", params)]
     want = [dt.datetime.fromtimestamp(i / 1000, ZoneInfo(zone)).date() for i in sorted(instants)]
     assert got == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(zone=st.sampled_from(ZONES),
+       start=st.datetimes(min_value=dt.datetime(2015, 1, 1), max_value=dt.datetime(2030, 1, 1)),
+       days=st.integers(1, 120), minutes=st.lists(st.integers(-150, 150), min_size=1, max_size=20))
+def test_local_day_ranges_tile_the_period_with_each_instants_local_day(zone, start, days, minutes):
+    """The ranges follow one another from the period's start to its end, and every instant, near
+    the period's ends, near its clock changes and at the ranges' own edges, lies in the range of
+    its local day (zoneinfo's reading)."""
+    start = start.replace(tzinfo=UTC)
+    period = Period(start, start + dt.timedelta(days=days), zone)
+    ranges = local_day_ranges(period)
+    lo, hi = int(period.start.timestamp() * 1000), int(period.end.timestamp() * 1000)
+    assert ranges[0][1] == lo and ranges[-1][2] == hi
+    assert all(a[2] == b[1] for a, b in zip(ranges, ranges[1:])) and all(r[1] < r[2] for r in ranges)
+    _, changes = offset_changes(zone, period.start, period.end)
+    anchors = [lo, hi] + [int(instant.timestamp() * 1000) for instant, _ in changes]
+    probes = {a + m * 60_000 for a in anchors for m in minutes} | {r[1] for r in ranges} | {r[2] - 1 for r in ranges}
+    zi = ZoneInfo(zone)
+    for t in sorted(p for p in probes if lo <= p < hi):
+        [day] = [d for d, a, b in ranges if a <= t < b]
+        assert day_from_number(day) == dt.datetime.fromtimestamp(t / 1000, zi).date()
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,7 +4,7 @@ which the zone's offset changes inside the period."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from ...core.models import Period
 from ...core.scheduling import offset_changes
@@ -33,6 +33,27 @@ def local_day_sql(column: str, period: Period, margin: dt.timedelta = dt.timedel
     """``(sql, params)``: the local day of ``column`` as days since 1970-01-01."""
     offset, params = local_offset_case(column, period, margin)
     return f"(({column} + {offset}) / {DAY_MS})", params
+
+
+def local_day_ranges(period: Period) -> Optional[List[Tuple[int, int, int]]]:
+    """The period cut wherever its zone's local day changes: ``(local day, start ms, end ms)``
+    in time order, each instant in the range whose day ``local_day_sql`` gives it (a day comes
+    twice where clocks go back across midnight). None before 1970, where SQLite's division
+    truncates towards zero and the days would differ."""
+    start, end = epoch_ms(period.start), epoch_ms(period.end)
+    first, changes = offset_changes(period.timezone, period.start, period.end)
+    cuts = [(start, first * 1000)] + [(epoch_ms(instant), offset * 1000) for instant, offset in changes]
+    if start + min(offset for _, offset in cuts) < 0:
+        return None
+    ranges = []
+    for k, (lo, offset) in enumerate(cuts):
+        hi = cuts[k + 1][0] if k + 1 < len(cuts) else end
+        while lo < hi:
+            day = (lo + offset) // DAY_MS
+            until = min(hi, (day + 1) * DAY_MS - offset)
+            ranges.append((day, lo, until))
+            lo = until
+    return ranges
 
 
 def buckets_fit(period: Period, bucket_ms: int = 900_000) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote, urlparse
@@ -17,6 +17,7 @@ from ...core.analytics_schema import TABLES
 from ...core.models import DataSourceFactory, Scope
 from .sql_time import buckets_fit, day_from_number, epoch_ms, local_day_sql
 from .sqlite_compliance import ComplianceQueries
+from .sqlite_conversation_keys import build_conversation_keys, has_conversation_keys
 from .sqlite_conversation_rows import build_conversation_rows, has_conversation_rows
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
@@ -59,6 +60,12 @@ INDEXES = (
     # a period is one index range, and the raw rows need no sort.
     "CREATE INDEX IF NOT EXISTS conversations_started ON conversations"
     " (started_at, id, org_id, bot_id, channel, status, satisfaction, message_count, ended_at, user_id)",
+    # Conversations in length order, and ended ones in duration order: the two histograms of
+    # a period holding much of the file are counted along them instead of sorted.
+    "CREATE INDEX IF NOT EXISTS conversations_length ON conversations"
+    " (message_count, started_at, org_id, bot_id, channel, status, ended_at)",
+    "CREATE INDEX IF NOT EXISTS conversations_duration ON conversations"
+    " (ended_at - started_at, started_at, ended_at, org_id, bot_id, channel) WHERE ended_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS llm_calls_org_time ON llm_calls (org_id, created_at)",
     "CREATE INDEX IF NOT EXISTS llm_calls_model_latency ON llm_calls"
     " (model, latency_ms, created_at, org_id, bot_id)",
@@ -118,6 +125,7 @@ def create_indexes(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     build_rollups(conn)
     build_conversation_rows(conn)
+    build_conversation_keys(conn)
     conn.execute("ANALYZE")
 
 
@@ -298,6 +306,15 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def query(self, sql: str, params: Sequence = ()) -> List[tuple]:
         return self.conn.execute(sql, list(params)).fetchall()
 
+    def at_once(self, *statements: Tuple[str, Sequence]) -> List[List[tuple]]:
+        """The rows of each ``(sql, params)``, the statements run at the same time: the first on
+        this thread, the others on threads (and connections) of their own. Worth it for long
+        reads: the database releases the interpreter lock while it works."""
+        (first, *others) = statements
+        with ThreadPoolExecutor(max_workers=max(1, len(others)), thread_name_prefix="botreports-query") as pool:
+            futures = [pool.submit(self.query, sql, params) for sql, params in others]
+            return [self.query(*first)] + [future.result() for future in futures]
+
     def close(self) -> None:
         with self._kept_lock:
             if self._version_conn is not None:
@@ -327,6 +344,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 self._forget_schema()
             if not has_conversation_rows(conn):
                 build_conversation_rows(conn)
+                self._forget_schema()
+            if not has_conversation_keys(conn):
+                build_conversation_keys(conn)
                 self._forget_schema()
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}

@@ -4,12 +4,15 @@ satisfaction, hand-offs and the per-conversation raw rows. Mixed into
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Callable, Dict, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
 from .sql_stats import histogram_percentiles
-from .sql_time import day_from_number, instant_from_ms, local_day_sql
+from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_ranges, local_day_sql
+from .sqlite_conversation_keys import TABLE as KEYS
+from .sqlite_conversation_keys import counts_sql
 from .sqlite_conversation_rows import JSON_COLUMNS, table_columns
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_conversation_table import ConversationTableRows
@@ -21,12 +24,18 @@ class ConversationQueries:
     """Conversation sections' queries (see ``core.datasource.AnalyticsSource``)."""
 
     def conversation_summary(self, scope: Scope) -> dict:
-        where, params = self.scoped("conversations", scope)
+        # A period holding much of the file is read along the length and duration indexes
+        # (every conversation ever, already grouped, the period a filter) rather than sorted.
+        walk = self.walks_history(scope, "conversations_length", "conversations_duration")
+        where, params = self.scoped("conversations", scope, time_index=not walk)
+        by_length_from, by_duration_from = (
+            ("conversations INDEXED BY conversations_length", "conversations INDEXED BY conversations_duration")
+            if walk else ("conversations", "conversations"))
         # The counts come grouped by length (a few dozen lengths): the same read gives the
         # exact histogram of lengths, whose percentiles Python folds without another pass.
         counts = ", ".join(f"coalesce(sum(status = '{s}'), 0)" for s in STATUSES)
         by_length = self.query(
-            f"SELECT message_count, count(*), {counts}, count(ended_at) FROM conversations WHERE {where}"
+            f"SELECT message_count, count(*), {counts}, count(ended_at) FROM {by_length_from} WHERE {where}"
             f" GROUP BY message_count", params)
         total = sum(row[1] for row in by_length)
         by_status = [sum(row[2 + k] for row in by_length) for k in range(len(STATUSES))]
@@ -42,7 +51,7 @@ class ConversationQueries:
         # Durations are many distinct values: grouping them in SQLite and folding the histogram
         # here costs less than window functions over it.
         stats = histogram_percentiles(self.query(
-            f"SELECT ended_at - started_at, count(*) FROM conversations WHERE {where}"
+            f"SELECT ended_at - started_at, count(*) FROM {by_duration_from} WHERE {where}"
             f" AND ended_at IS NOT NULL GROUP BY 1", params), (50, 90))
         result.update(duration_p50_ms=stats[50], duration_p90_ms=stats[90])
         return result
@@ -58,8 +67,17 @@ class ConversationQueries:
     def _conversation_counts(self, scope: Scope) -> List[tuple]:
         """``(local day, bot, channel, status, satisfaction, conversations)`` of a scope: outcomes,
         satisfaction and hand-offs all fold these few thousand counts, so the conversations of
-        the period are read once for them (``kept``) rather than once per question."""
+        the period are read once for them (``kept``) rather than once per question. A day and
+        key may come on more than one row (organisations, a day cut by a clock change): the
+        folds add them up."""
         def read():
+            ranges = local_day_ranges(scope.period)
+            if ranges is not None and self.has_table(KEYS):
+                # Each key's conversations of each local day: one index stretch each, no sort.
+                where, params = self.where(scope, "started_at", period=False, alias="k")
+                rows = self.query(counts_sql(where), [json.dumps(ranges)] + params
+                                  + [epoch_ms(scope.period.start), epoch_ms(scope.period.end)])
+                return [row for row in rows if row[5]]
             where, params = self.scoped("conversations", scope)
             day_sql, day_params = local_day_sql("started_at", scope.period)
             return self.query(
@@ -101,14 +119,16 @@ class ConversationQueries:
         ((intent, conversation) or (intent, user)), the period a filter on each entry."""
         where, params = self.scoped("messages", scope, time_index=False)
         where += " AND direction = 'in' AND intent IS NOT NULL"
-        # In index order, each distinct count sees its values already sorted: no sort of the period.
-        rows = self.query(
-            f"WITH c AS (SELECT intent, count(*) AS n, count(DISTINCT conversation_id) AS conversations"
-            f" FROM messages INDEXED BY messages_intent_conversations WHERE {where} GROUP BY intent),"
-            f" u AS (SELECT intent, count(DISTINCT user_id) AS users FROM messages INDEXED BY messages_intent_users"
-            f" WHERE {where} GROUP BY intent)"
-            f" SELECT c.intent, c.n, c.conversations, u.users FROM c JOIN u ON u.intent = c.intent"
-            f" ORDER BY c.n DESC, c.intent", params + params)
+        # In index order, each distinct count sees its values already sorted: no sort of the
+        # period. The two walks are read at the same time, on connections of their own.
+        by_conversation, by_user = self.at_once(
+            (f"SELECT intent, count(*), count(DISTINCT conversation_id) FROM messages"
+             f" INDEXED BY messages_intent_conversations WHERE {where} GROUP BY intent", params),
+            (f"SELECT intent, count(DISTINCT user_id) FROM messages INDEXED BY messages_intent_users"
+             f" WHERE {where} GROUP BY intent", params))
+        users = dict(by_user)
+        rows = sorted(((intent, n, conversations, users[intent]) for intent, n, conversations in by_conversation),
+                      key=lambda row: (-row[1], row[0]))
         return {"total": sum(row[1] for row in rows),
                 "intents": [{"intent": intent, "messages": n, "conversations": conversations, "users": users}
                             for intent, n, conversations, users in rows[:int(limit)]]}

@@ -4,7 +4,6 @@ per-bot-per-hour raw rows. Mixed into ``SqliteAnalytics``."""
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional
 
 from ...core.datasource import LATENCY_GROUPS
@@ -69,12 +68,11 @@ class PerformanceQueries:
         # Two histograms, per local day and per bot, each (group, value) -> count in group order:
         # each is a sort of the replies, so the two run at once, on their own connections (the
         # database releases the interpreter lock); the scope's whole is the days' sum.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="botreports-latency") as pool:
-            per_day = pool.submit(self.query, f"SELECT {day_sql} AS g, latency_ms AS v, count(*) {replies}"
-                                              f" GROUP BY g, v ORDER BY g, v", day_params + params)
-            per_bot = pool.submit(self.query, f"SELECT bot_id AS g, latency_ms AS v, count(*) {replies}"
-                                              f" GROUP BY g, v ORDER BY g, v", params)
-            histograms = {"day": per_day.result(), "bot": per_bot.result()}
+        per_day, per_bot = self.at_once(
+            (f"SELECT {day_sql} AS g, latency_ms AS v, count(*) {replies} GROUP BY g, v ORDER BY g, v",
+             day_params + params),
+            (f"SELECT bot_id AS g, latency_ms AS v, count(*) {replies} GROUP BY g, v ORDER BY g, v", params))
+        histograms = {"day": per_day, "bot": per_bot}
         whole: Dict = {}
         for _, value, count in histograms["day"]:
             whole[value] = whole.get(value, 0) + count
