@@ -386,3 +386,19 @@ def test_pseudonyms_are_keyed_hmac_sha256():
     ctx = SimpleNamespace(reports=SimpleNamespace(secret="s3cret"))
     expected = hmac.new(b"s3cret", b"usr-42", hashlib.sha256).hexdigest()[:10]
     assert pseudonym(ctx, "usr-42") == "user-" + expected and pseudonym(ctx, None) is None
+
+
+@settings(max_examples=200)
+@given(secret=st.text(max_size=150), user_id=st.text(max_size=80))
+def test_pseudonyms_equal_the_hmac_module_for_any_key_and_id(secret, user_id):
+    """Keys shorter and longer than SHA-256's 64-byte block (then hashed first), empty ones and
+    non-ASCII text included."""
+    import hashlib
+    import hmac
+    from types import SimpleNamespace
+
+    from botreports.plugins.sections.labels import pseudonyms
+
+    label = pseudonyms(SimpleNamespace(reports=SimpleNamespace(secret=secret)))
+    key = (secret or "botreports").encode("utf-8")
+    assert label(user_id) == "user-" + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:10]

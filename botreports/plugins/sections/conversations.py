@@ -7,7 +7,7 @@ from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Ta
 from ...core.scheduling import days_of
 from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
-from .labels import bot_label, bot_names, pseudonym
+from .labels import bot_label, bot_names, pseudonym, pseudonyms
 
 OUTCOMES = (("resolved", "Resolved"), ("abandoned", "Abandoned"), ("handed_off", "Handed off"), ("open", "Open"))
 
@@ -169,13 +169,15 @@ RAW_COLUMNS = (
 
 
 def conversations_raw(ctx):
+    label = pseudonyms(ctx)
+
     def rows():
-        pseudonyms = {}  # users come back: one HMAC per user, not per conversation
+        known = {}  # users come back: one HMAC per user, not per conversation
         for row in ctx.source.conversation_rows(ctx.scope):
             user = row["user_id"]
-            if user not in pseudonyms:
-                pseudonyms[user] = pseudonym(ctx, user)
-            yield [row["id"], row["bot_id"], row["channel"], pseudonyms[user], row["started_at"],
+            if user not in known:
+                known[user] = label(user)
+            yield [row["id"], row["bot_id"], row["channel"], known[user], row["started_at"],
                    row["ended_at"], None if row["duration_ms"] is None else row["duration_ms"] / 1000,
                    row["message_count"], row["messages_in"], row["messages_out"], row["errors"],
                    row["avg_latency_ms"], row["status"], row["satisfaction"]]
@@ -183,7 +185,7 @@ def conversations_raw(ctx):
     # A source may hand the rows over in this table's column order (a row per conversation
     # makes every step per row count); the same rows as ``conversation_rows`` either way.
     in_order = getattr(ctx.source, "conversation_table_rows", None)
-    table_rows = in_order(ctx.scope, lambda user: pseudonym(ctx, user)) if in_order else None
+    table_rows = in_order(ctx.scope, label) if in_order else None
     return [Table("Conversations", RAW_COLUMNS, rows() if table_rows is None else table_rows, raw=True)]
 
 

@@ -63,7 +63,7 @@ INDEXES = (
     # Conversations in length order, and ended ones in duration order: the two histograms of
     # a period holding much of the file are counted along them instead of sorted.
     "CREATE INDEX IF NOT EXISTS conversations_length ON conversations"
-    " (message_count, started_at, org_id, bot_id, channel, status, ended_at)",
+    " (message_count, started_at, org_id, bot_id, channel)",
     "CREATE INDEX IF NOT EXISTS conversations_duration ON conversations"
     " (ended_at - started_at, started_at, ended_at, org_id, bot_id, channel) WHERE ended_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS llm_calls_org_time ON llm_calls (org_id, created_at)",
@@ -178,11 +178,12 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._read_only()
+            conn = self._local.conn = self.connect()
         return conn
 
-    def _read_only(self) -> sqlite3.Connection:
-        # Read-only: a report can never change the analytics data.
+    def connect(self) -> sqlite3.Connection:
+        """A new read-only connection to the file (the caller closes it): a report can never
+        change the analytics data."""
         conn = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True, timeout=30,
                                check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -193,7 +194,7 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         of a connection of its own, which never writes, so every commit is another's."""
         with self._kept_lock:
             if self._version_conn is None:
-                self._version_conn = self._read_only()
+                self._version_conn = self.connect()
             return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
     @property

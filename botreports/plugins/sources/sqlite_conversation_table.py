@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+from .read_ahead import read_ahead
 
 #: The JSON export's spelling of a UTC instant (``2025-01-02T03:04:05Z``) from epoch ms,
 #: whole seconds floored (SQLite's integer division truncates towards zero).
@@ -43,24 +45,35 @@ def _json_label(label) -> str:
 _encode_string = json.encoder.encode_basestring
 
 
+#: Marks the user's id in a row read as JSON text: a control character, which JSON never
+#: leaves bare, so it can only be a mark (or inside a user's id, which the count check catches).
+_MARK = "\x1f"
+
+
 class ConversationTableRows:
     """The rows of the conversations raw table, read when first iterated, on the connection
     of the thread that reads. Iterating gives typed rows (lists; datetimes aware, UTC).
-    ``json_text(n)`` gives the same rows as JSON arrays, ``n`` rows a string joined by
-    commas: SQLite encodes each row, so a table with a row per conversation costs one
-    string splice a row in Python instead of a datetime, a list and an encoding.
+    ``json_text(n)`` gives the same rows as JSON arrays joined by commas, about ``n`` rows a
+    string, written by SQLite.
 
-    ``columns`` are the SQL expressions of the table's fourteen columns in order (the
-    user's id in place of its label; the two instants as epoch ms; the average latency
-    already rounded), and ``rest`` the FROM, WHERE and ORDER BY clauses. ``stored_json``
-    names the columns that hold each row's two JSON arrays ready (``json_cells_sql``, kept
-    by the table itself), if the table has them.
+    ``columns`` are the SQL expressions of the table's fourteen columns in order over alias
+    ``c`` (the user's id in place of its label; the two instants as epoch ms; the average
+    latency already rounded), ``from_where`` the FROM and WHERE clauses of the scope but its
+    period, and ``span`` the period's start and end in epoch ms (rows come in the order of
+    ``c.started_at, c.id``).
+    ``stored_json`` names the columns that hold each row's two JSON arrays ready
+    (``json_cells_sql``, kept by the table itself), if the table has them.
     """
 
-    def __init__(self, source, columns: Sequence[str], rest: str, params: list, user_label: Callable[[str], str],
+    ORDER = "c.started_at, c.id"
+    #: Rows of a stretch of the period (whose start and end ms follow the scope's parameters).
+    WITHIN = "AND c.started_at >= ? AND c.started_at < ?"
+
+    def __init__(self, source, columns: Sequence[str], from_where: str, params: list,
+                 user_label: Callable[[str], str], span: Tuple[int, int],
                  stored_json: Optional[Tuple[str, str]] = None):
-        self.source, self.columns, self.rest, self.params = source, list(columns), rest, params
-        self.user_label, self.stored_json = user_label, stored_json
+        self.source, self.columns, self.from_where, self.params = source, list(columns), from_where, params
+        self.user_label, self.span, self.stored_json = user_label, span, stored_json
 
     def __iter__(self) -> Iterator[list]:
         utc = dt.timezone.utc
@@ -70,22 +83,66 @@ class ConversationTableRows:
         columns[4:6] = [f"{columns[4]} / 1000.0", f"{columns[5]} / 1000.0"]
         # One unpacking and one list display per row: the cheapest way Python has to reshape it.
         for (id_, bot, channel, user, started, ended, duration, count, m_in, m_out, errors, latency, status,
-             satisfaction) in self.source.conn.execute(f"SELECT {', '.join(columns)} {self.rest}", self.params):
+             satisfaction) in self.source.conn.execute(
+                f"SELECT {', '.join(columns)} {self.from_where} {self.WITHIN} ORDER BY {self.ORDER}",
+                self.params + list(self.span)):
             yield [id_, bot, channel, labels[user], from_seconds(started, utc),
                    None if ended is None else from_seconds(ended, utc), duration, count, m_in, m_out, errors,
                    latency, status, satisfaction]
 
-    def json_text(self, rows_per_text: int = 500) -> Iterator[str]:
-        """The rows as JSON arrays (instants as the JSON export spells them), ``rows_per_text``
-        rows a string, joined by commas. SQLite writes (or has kept) the three cells before the
-        user and the ten after it; Python splices in the user's label (a JSON string, made once
-        per user)."""
-        head, tail = self.stored_json or json_cells_sql(self.columns)
-        sql = f"SELECT {head}, {self.columns[3]}, {tail} {self.rest}"
+    def json_text(self, rows_per_text: int = 2000) -> Iterator[str]:
+        """The rows as JSON arrays (instants as the JSON export spells them), joined by commas,
+        about ``rows_per_text`` rows a string.
+
+        A row per conversation makes every Python step per row count, so Python takes none:
+        SQLite writes (or has kept) each row's cells before and after the user's and joins a
+        stretch of the period's rows into one string, the user's id between two marks; Python
+        swaps the ids for labels (a JSON string, made once per user) with one split and one
+        join. The stretches are read on a thread of their own, one ahead, while the text before
+        is spliced and written: the database works without the interpreter lock meanwhile.
+        """
         labels = _Labels(self.user_label, _json_label)
-        cursor = self.source.conn.execute(sql, self.params)
-        while True:
-            rows = cursor.fetchmany(rows_per_text)
-            if not rows:
-                return
-            yield ",".join([head + labels[user] + tail for head, user, tail in rows])
+        label_of = labels.__getitem__
+        for lo, hi, count, text in read_ahead(self._stretches(rows_per_text)):
+            parts = text.split(_MARK) if text is not None else []
+            if len(parts) == 2 * count + 1:
+                parts[1::2] = map(label_of, parts[1::2])
+                yield "".join(parts)
+            else:  # a user's id holds the mark itself: this stretch row by row
+                yield ",".join(head + labels[user] + tail for head, user, tail in self._json_rows(lo, hi))
+
+    def _cells(self) -> Tuple[str, str, str]:
+        head, tail = self.stored_json or json_cells_sql(self.columns)
+        return head, self.columns[3], tail
+
+    def _json_rows(self, lo: int, hi: int) -> List[tuple]:
+        head, user, tail = self._cells()
+        return self.source.conn.execute(
+            f"SELECT {head}, {user}, {tail} {self.from_where} {self.WITHIN}"
+            f" ORDER BY {self.ORDER}", self.params + [lo, hi]).fetchall()
+
+    def _stretches(self, rows: int) -> Iterator[Tuple[int, int, int, str]]:
+        """``(start ms, end ms, rows, text)`` of successive stretches of the period, each read in
+        one statement of one read transaction (the whole table is one snapshot of the file).
+        A stretch starts at 15 minutes and grows or shrinks to hold about ``rows`` rows."""
+        head, user, tail = self._cells()
+        sql = (f"SELECT count(*), group_concat(row, ',') FROM (SELECT {head} || char(31) || {user} || char(31)"
+               f" || {tail} AS row {self.from_where} {self.WITHIN}"
+               f" ORDER BY {self.ORDER})")
+        conn = self.source.connect()
+        try:
+            conn.execute("BEGIN")
+            lo, end = self.span
+            width = 900_000
+            while lo < end:
+                hi = min(end, lo + width)
+                count, text = conn.execute(sql, self.params + [lo, hi]).fetchone()
+                if count:
+                    yield lo, hi, count, text
+                if count > 2 * rows:
+                    width = max(1_000, width // 2)
+                elif count < rows // 2:
+                    width = min(86_400_000, width * 2)
+                lo = hi
+        finally:
+            conn.close()

@@ -31,28 +31,28 @@ class ConversationQueries:
         by_length_from, by_duration_from = (
             ("conversations INDEXED BY conversations_length", "conversations INDEXED BY conversations_duration")
             if walk else ("conversations", "conversations"))
-        # The counts come grouped by length (a few dozen lengths): the same read gives the
-        # exact histogram of lengths, whose percentiles Python folds without another pass.
-        counts = ", ".join(f"coalesce(sum(status = '{s}'), 0)" for s in STATUSES)
-        by_length = self.query(
-            f"SELECT message_count, count(*), {counts}, count(ended_at) FROM {by_length_from} WHERE {where}"
-            f" GROUP BY message_count", params)
-        total = sum(row[1] for row in by_length)
-        by_status = [sum(row[2 + k] for row in by_length) for k in range(len(STATUSES))]
-        lengths = [(length, n) for length, n, *_ in by_length if length is not None]
+        # Outcomes come from the counts per day and key that other sections fold too (kept);
+        # lengths and durations are two exact histograms, whose percentiles Python folds.
+        by_status = dict.fromkeys(STATUSES, 0)
+        total = 0
+        for _day, _bot, _channel, status, _score, n in self._conversation_counts(scope):
+            total += n
+            if status in by_status:
+                by_status[status] += n
+        lengths = [(length, n) for length, n in self.query(
+            f"SELECT message_count, count(*) FROM {by_length_from} WHERE {where} GROUP BY message_count", params)
+            if length is not None]
         counted = sum(n for _, n in lengths)
         # Integer sums are exact in a double far beyond any count of messages: SQLite's avg, bit for bit.
         avg_messages = sum(length * n for length, n in lengths) / counted if counted else None
-        result = {"conversations": total, **dict(zip(STATUSES, by_status)),
+        durations = self.query(f"SELECT ended_at - started_at, count(*) FROM {by_duration_from} WHERE {where}"
+                               f" AND ended_at IS NOT NULL GROUP BY 1", params)
+        result = {"conversations": total, **by_status,
                   "avg_messages": None if avg_messages is None else round(avg_messages, 3),
-                  "ended": sum(row[-1] for row in by_length)}
+                  "ended": sum(n for _, n in durations)}
         stats = histogram_percentiles(lengths, (50, 90))
         result.update(messages_p50=stats[50], messages_p90=stats[90])
-        # Durations are many distinct values: grouping them in SQLite and folding the histogram
-        # here costs less than window functions over it.
-        stats = histogram_percentiles(self.query(
-            f"SELECT ended_at - started_at, count(*) FROM {by_duration_from} WHERE {where}"
-            f" AND ended_at IS NOT NULL GROUP BY 1", params), (50, 90))
+        stats = histogram_percentiles(durations, (50, 90))
         result.update(duration_p50_ms=stats[50], duration_p90_ms=stats[90])
         return result
 
@@ -208,24 +208,25 @@ class ConversationQueries:
         every format alike), and the loop only makes datetimes and looks up the user's label.
         The rows also come as JSON text written by SQLite (``ConversationTableRows.json_text``).
         """
-        where, params = self.scoped("conversations", scope, alias="c")
+        where, params = self.scoped("conversations", scope, alias="c", period=False)
         average = "round(CASE WHEN {0}.latency_n > 0 THEN {0}.latency_sum * 1.0 / {0}.latency_n END, 3)"
+        span = (epoch_ms(scope.period.start), epoch_ms(scope.period.end))
         if self.has_index(f"{CONVERSATION_ROWS}_id"):
             # Each conversation's row is kept ready in start order: one range of one table.
-            rest = f"FROM {CONVERSATION_ROWS} c WHERE {where} ORDER BY c.started_at, c.id"
             stored = None
             if self.has_column(CONVERSATION_ROWS, JSON_COLUMNS[0]):  # files written before them lack them
                 stored = tuple(f"c.{name}" for name in JSON_COLUMNS)
-            return ConversationTableRows(self, table_columns("c."), rest, params, user_label, stored)
+            return ConversationTableRows(self, table_columns("c."), f"FROM {CONVERSATION_ROWS} c WHERE {where}",
+                                         params, user_label, span, stored)
         if not self.rollups:
             return None
         columns = ["c.id", "c.bot_id", "c.channel", "c.user_id", "c.started_at", "c.ended_at",
                    "(c.ended_at - c.started_at) / 1000.0", "c.message_count", "coalesce(r.messages_in, 0)",
                    "coalesce(r.messages_out, 0)", "coalesce(r.errors, 0)", average.format("r"), "c.status",
                    "c.satisfaction"]
-        rest = (f"FROM conversations c LEFT JOIN rollup_conversation_messages r ON r.conversation_id = c.id"
-                f" WHERE {where} ORDER BY c.started_at, c.id")
-        return ConversationTableRows(self, columns, rest, params, user_label)
+        return ConversationTableRows(
+            self, columns, f"FROM conversations c LEFT JOIN rollup_conversation_messages r"
+                           f" ON r.conversation_id = c.id WHERE {where}", params, user_label, span)
 
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc
