@@ -193,8 +193,9 @@ def test_reply_latency_kept_for_a_report_follows_the_next_write(tmp_path):
 
 
 def test_walking_the_history_indexes_gives_the_same_answers(tmp_path, monkeypatch):
-    """Distinct users and top intents along the user- and intent-ordered indexes (a period
-    holding much of the file) equal the answers that sort the period's rows."""
+    """Distinct users, top intents, the summary's histograms and the top conversations along the
+    user-, intent-, length- and duration-ordered indexes (a period holding much of the file)
+    equal the answers that sort the period's rows (limits past the number of conversations too)."""
     path = tmp_path / "a.db"
     generate(path, days=10, bots=4, messages=4_000, seed=5, end_date=dt.date(2025, 1, 31))
     source = SqliteAnalytics(path)
@@ -202,9 +203,11 @@ def test_walking_the_history_indexes_gives_the_same_answers(tmp_path, monkeypatc
         monkeypatch.setattr(source, "walks_history", lambda *_: True, raising=False)
         walked = answers(source, scope)
         walked["intents"] = source.top_intents(scope, 10)
+        walked["top"] = [source.top_conversations(scope, by, n) for by in ("messages", "duration") for n in (1, 10, 10**4)]
         monkeypatch.setattr(source, "walks_history", lambda *_: False, raising=False)
         sorted_ = answers(source, scope)
         sorted_["intents"] = source.top_intents(scope, 10)
+        sorted_["top"] = [source.top_conversations(scope, by, n) for by in ("messages", "duration") for n in (1, 10, 10**4)]
         assert walked == sorted_
 
 

@@ -89,16 +89,33 @@ class ConversationQueries:
     def top_conversations(self, scope: Scope, order_by: str, limit: int) -> List[dict]:
         if order_by not in ("messages", "duration"):
             raise ValueError("order_by must be messages or duration")
-        where, params = self.scoped("conversations", scope)
-        order = ("coalesce(message_count, 0) DESC" if order_by == "messages"
-                 else "coalesce(ended_at - started_at, -1) DESC")
+        columns = ("id, bot_id, channel, user_id, started_at, ended_at - started_at, message_count, status,"
+                   " satisfaction")
+        rows = None
+        if self.walks_history(scope, "conversations_length", "conversations_duration"):
+            # The longest first, down the length (or duration) index: the walk stops once ``limit``
+            # are found, ties sorted by start as they come. Only conversations longer than the
+            # plain order's floor (no messages, no end) are on it in that order: with fewer than
+            # ``limit`` of those, the plain sort below decides.
+            index, value, above_floor = (
+                ("conversations_length", "message_count", "message_count > 0") if order_by == "messages"
+                else ("conversations_duration", "ended_at - started_at", "ended_at - started_at >= 0"))
+            where, params = self.scoped("conversations", scope, time_index=False)
+            rows = self.query(
+                f"SELECT {columns} FROM conversations INDEXED BY {index} WHERE {where} AND {above_floor}"
+                f"{' AND ended_at IS NOT NULL' if order_by == 'duration' else ''}"
+                f" ORDER BY {value} DESC, started_at, id LIMIT ?", params + [int(limit)])
+            rows = rows if len(rows) == int(limit) else None
+        if rows is None:
+            where, params = self.scoped("conversations", scope)
+            order = ("coalesce(message_count, 0) DESC" if order_by == "messages"
+                     else "coalesce(ended_at - started_at, -1) DESC")
+            rows = self.query(f"SELECT {columns} FROM conversations WHERE {where} ORDER BY {order}, started_at, id"
+                              f" LIMIT ?", params + [int(limit)])
         return [{"id": id_, "bot_id": bot, "channel": channel, "user_id": user,
                  "started_at": instant_from_ms(started), "duration_ms": duration, "message_count": count,
                  "status": status, "satisfaction": satisfaction}
-                for id_, bot, channel, user, started, duration, count, status, satisfaction in self.query(
-                    f"SELECT id, bot_id, channel, user_id, started_at, ended_at - started_at, message_count,"
-                    f" status, satisfaction FROM conversations WHERE {where} ORDER BY {order}, started_at, id"
-                    f" LIMIT ?", params + [int(limit)])]
+                for id_, bot, channel, user, started, duration, count, status, satisfaction in rows]
 
     def top_intents(self, scope: Scope, limit: int) -> dict:
         # Intent order along the intent indexes counts both distinct columns without a sort.
