@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from botreports.core.models import Period, Scope
-from botreports.plugins.sources.sqlite import SqliteAnalytics, create_database, create_indexes
+from botreports.plugins.sources.sqlite import (INDEXES, SqliteAnalytics, create_database, create_indexes,
+                                               missing_indexes)
 from botreports.plugins.sources.sqlite_conversation_keys import TABLE as CONVERSATION_KEYS
 from botreports.plugins.sources.sqlite_conversation_rows import COLUMNS as CONVERSATION_COLUMNS
 from botreports.plugins.sources.sqlite_conversation_rows import JSON_COLUMNS
@@ -165,10 +166,12 @@ def test_old_file_gains_its_rollups_on_its_next_ingest(tmp_path):
     conn.close()
     source = SqliteAnalytics(path)
     assert not source.rollups
+    assert missing_indexes(sqlite3.connect(path)) == list(INDEXES)
     source.write_events(random_events(random.Random(7), 20))
     source.close()
     fresh = SqliteAnalytics(path)
-    assert fresh.rollups
+    assert fresh.rollups and fresh.has_table(CONVERSATION_KEYS)
+    assert missing_indexes(sqlite3.connect(path)) == []  # the covering indexes too, as after a bulk load
     kept = snapshot(path)
     conn = sqlite3.connect(path, isolation_level=None)
     build_rollups(conn)

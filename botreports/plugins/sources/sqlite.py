@@ -129,6 +129,12 @@ def create_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("ANALYZE")
 
 
+def missing_indexes(conn: sqlite3.Connection) -> List[str]:
+    """The statements of ``INDEXES`` whose index the file lacks."""
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return [statement for statement in INDEXES if statement.split()[5] not in present]
+
+
 def insert_rows(conn: sqlite3.Connection, table: str, rows: Iterable[Sequence]) -> int:
     """Insert tuples in the column order of ``TABLES[table]`` (inside the caller's transaction)."""
     columns = list(TABLES[table])
@@ -348,6 +354,13 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 self._forget_schema()
             if not has_conversation_keys(conn):
                 build_conversation_keys(conn)
+                self._forget_schema()
+            missing = missing_indexes(conn)
+            if missing:
+                # A file fed only by ingest gains the covering indexes once, as a bulk load does;
+                # SQLite keeps them current from then on.
+                for statement in missing:
+                    conn.execute(statement)
                 self._forget_schema()
             conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
