@@ -106,3 +106,47 @@ def test_conversation_rows_in_table_order_match_the_mapped_rows(rk, monkeypatch)
     mapped = raw_rows()
     assert fast and fast == mapped
     assert [[type(v) for v in row] for row in fast] == [[type(v) for v in row] for row in mapped]
+
+
+def test_a_large_artifact_is_synced_as_it_grows_and_hashes_what_was_written(tmp_path, monkeypatch):
+    """Past every ``SYNC_EVERY`` bytes a thread syncs the file so far; the artifact's bytes, size
+    and hash are what the exporter wrote, and an exporter failing mid-way leaves no file and no
+    sync thread behind."""
+    import hashlib
+
+    import attrs
+
+    from botreports.core import pipeline
+    from botreports.core.models import Period, ReportDocument
+
+    syncs = []
+    monkeypatch.setattr(pipeline._HashingWriter, "SYNC_EVERY", 1000)
+    monkeypatch.setattr(pipeline, "_sync_data", lambda fd: syncs.append(fd))
+    chunks = [f"{n:05d}".encode() * 100 for n in range(40)]  # 40 writes of 500 bytes
+
+    @attrs.define
+    class Writes:
+        format: str = "bin"
+        media_type: str = "application/octet-stream"
+        fail_after: int = -1
+
+        def export(self, document, stream, options):
+            for n, chunk in enumerate(chunks):
+                if n == self.fail_after:
+                    raise RuntimeError("renderer crashed")
+                stream.write(chunk)
+
+    import datetime as dt
+    utc = dt.timezone.utc
+    document = ReportDocument(report_id="r", title="t", type="usage", organization=None,
+                              period=Period(dt.datetime(2025, 1, 1, tzinfo=utc), dt.datetime(2025, 1, 2, tzinfo=utc)),
+                              generated_at=dt.datetime(2025, 1, 2, tzinfo=utc), parameters={}, sections=[])
+    artifact = pipeline.write_artifact(document, Writes(), tmp_path / "a.bin", {})
+    data = b"".join(chunks)
+    assert (tmp_path / "a.bin").read_bytes() == data
+    assert artifact.size == len(data) and artifact.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(syncs) >= 5  # about one per 1000 bytes (fewer only while one is still running)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        pipeline.write_artifact(document, Writes(fail_after=20), tmp_path / "b.bin", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+    assert not any(t.name == "botreports-artifact-sync" for t in threading.enumerate())

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -145,12 +146,22 @@ class Artifact:
 
 
 class _HashingWriter:
-    """A binary stream that hashes and counts what passes through it."""
+    """A binary stream that hashes and counts what passes through it.
+
+    A large artifact is handed to the disk as it grows: every ``SYNC_EVERY`` bytes a thread
+    asks the system to write what the file holds so far (``fdatasync``, which waits for the
+    disk without the interpreter lock), so the fsync that ends the artifact waits only for
+    its tail instead of for all of it.
+    """
+
+    SYNC_EVERY = 32 << 20
 
     def __init__(self, raw):
         self.raw = raw
         self.digest = hashlib.sha256()
         self.size = 0
+        self._unsynced = 0
+        self._syncing: Optional[threading.Thread] = None
 
     def write(self, data):
         if isinstance(data, str):
@@ -158,6 +169,13 @@ class _HashingWriter:
         self.raw.write(data)
         self.digest.update(data)
         self.size += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= self.SYNC_EVERY and not (self._syncing and self._syncing.is_alive()):
+            self.raw.flush()
+            self._syncing = threading.Thread(target=_sync_data, args=(self.raw.fileno(),),
+                                             name="botreports-artifact-sync", daemon=True)
+            self._syncing.start()
+            self._unsynced = 0
         return len(data)
 
     def flush(self):
@@ -165,6 +183,15 @@ class _HashingWriter:
 
     def writable(self):
         return True
+
+    def settle(self) -> None:
+        """Wait for the write to disk in progress, if any."""
+        if self._syncing is not None:
+            self._syncing.join()
+
+
+def _sync_data(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def write_artifact(document: ReportDocument, exporter, path: Path, options: Mapping,
@@ -177,9 +204,12 @@ def write_artifact(document: ReportDocument, exporter, path: Path, options: Mapp
     try:
         with os.fdopen(fd, "wb") as raw:
             stream = _HashingWriter(raw)
-            exporter.export(document, stream, dict(options))
-            progress(RENDER_DONE, "writing")
-            raw.flush()
+            try:
+                exporter.export(document, stream, dict(options))
+                progress(RENDER_DONE, "writing")
+                raw.flush()
+            finally:
+                stream.settle()  # before the file is synced, closed or removed
             os.fsync(raw.fileno())
         os.replace(tmp_name, path)
     except BaseException:
