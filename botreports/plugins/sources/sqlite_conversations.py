@@ -18,6 +18,9 @@ from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_conversation_table import ConversationTableRows
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
+#: Local days (ranges) up to which conversations are counted per key and day: each costs a seek
+#: per key, so a period of years is grouped the plain way (a sort of its conversations) instead.
+MAX_KEYED_DAYS = 400
 
 
 class ConversationQueries:
@@ -72,7 +75,7 @@ class ConversationQueries:
         folds add them up."""
         def read():
             ranges = local_day_ranges(scope.period)
-            if ranges is not None and self.has_table(KEYS):
+            if ranges is not None and len(ranges) <= MAX_KEYED_DAYS and self.has_table(KEYS):
                 # Each key's conversations of each local day: one index stretch each, no sort.
                 where, params = self.where(scope, "started_at", period=False, alias="k")
                 rows = self.query(counts_sql(where), [json.dumps(ranges)] + params
@@ -143,9 +146,9 @@ class ConversationQueries:
              f" INDEXED BY messages_intent_conversations WHERE {where} GROUP BY intent", params),
             (f"SELECT intent, count(DISTINCT user_id) FROM messages INDEXED BY messages_intent_users"
              f" WHERE {where} GROUP BY intent", params))
-        users = dict(by_user)
-        rows = sorted(((intent, n, conversations, users[intent]) for intent, n, conversations in by_conversation),
-                      key=lambda row: (-row[1], row[0]))
+        users = dict(by_user)  # (two connections: an intent written between the reads counts no users)
+        rows = sorted(((intent, n, conversations, users.get(intent, 0))
+                       for intent, n, conversations in by_conversation), key=lambda row: (-row[1], row[0]))
         return {"total": sum(row[1] for row in rows),
                 "intents": [{"intent": intent, "messages": n, "conversations": conversations, "users": users}
                             for intent, n, conversations, users in rows[:int(limit)]]}
