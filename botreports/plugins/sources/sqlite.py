@@ -24,6 +24,7 @@ from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
 from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries
+from .sqlite_write import write_transaction
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
               "timestamp": "INTEGER"}
@@ -362,19 +363,14 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 for statement in missing:
                     conn.execute(statement)
                 self._forget_schema()
-            conn.execute("BEGIN IMMEDIATE")
             counts: Dict[str, int] = {}
-            try:
+            with write_transaction(conn):
                 for table, row in events:
                     columns = list(TABLES[table])
                     verb = "INSERT OR REPLACE" if "id" in columns else "INSERT"
                     conn.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
                                  [row[c] for c in columns])
                     counts[table] = counts.get(table, 0) + 1
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
             return counts
         finally:
             conn.close()

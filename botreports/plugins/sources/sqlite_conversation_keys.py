@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from .sqlite_write import write_transaction
+
 TABLE = "conversation_keys"
 INDEX = "conversations_keys"
 #: A conversation's satisfaction as keyed here: the score, or 0 for none (scores are 1 to 5),
@@ -49,14 +51,9 @@ def has_conversation_keys(conn: sqlite3.Connection) -> bool:
 def build_conversation_keys(conn: sqlite3.Connection) -> None:
     """Create the catalog (filled from the conversations), its index and its triggers, in one
     transaction of its own (the caller must not hold one)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for statement in _statements():
             conn.execute(statement)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def counts_sql(key_where: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from .sqlite_conversation_table import json_cells_sql
+from .sqlite_write import write_transaction
 
 #: The table's name; files written before it existed read the raw rows the slower way.
 TABLE = "rollup_conversation_rows"
@@ -103,8 +104,7 @@ def build_conversation_rows(conn: sqlite3.Connection) -> None:
     """(Re)build the table from the base tables and install its triggers, in one transaction
     of its own (the caller must not hold one). Reads ``rollup_conversation_messages`` when the
     file has it rather than grouping every message again."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for statement in _schema():
             conn.execute(statement)
         conn.execute(f"DELETE FROM {TABLE}")
@@ -124,7 +124,3 @@ def build_conversation_rows(conn: sqlite3.Connection) -> None:
                      f" FROM conversations c LEFT JOIN {per_conversation} r ON r.conversation_id = c.id")
         for statement in _triggers():
             conn.execute(statement)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

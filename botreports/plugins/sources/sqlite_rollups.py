@@ -16,6 +16,8 @@ from typing import List, Sequence, Tuple
 
 import attrs
 
+from .sqlite_write import write_transaction
+
 #: Milliseconds in a rollup bucket.
 BUCKET_MS = 900_000
 
@@ -237,8 +239,7 @@ def has_rollups(conn: sqlite3.Connection, names: Sequence[str] = ()) -> bool:
 def build_rollups(conn: sqlite3.Connection) -> None:
     """(Re)build every rollup table from the base tables and install the triggers that keep
     them current. Runs in one transaction of its own (the caller must not hold one)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for statement in TRIGGER_INDEXES:
             conn.execute(statement)
         for rollup in ROLLUPS:
@@ -250,7 +251,3 @@ def build_rollups(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
         for statement in USER_INDEXES:
             conn.execute(statement)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
