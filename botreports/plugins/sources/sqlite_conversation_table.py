@@ -94,8 +94,8 @@ class ConversationTableRows:
         """The rows as JSON arrays (instants as the JSON export spells them), joined by commas,
         about ``rows_per_text`` rows a string.
 
-        A row per conversation makes every Python step per row count, so Python takes none:
-        SQLite writes (or has kept) each row's cells before and after the user's and joins a
+        A row per conversation makes every Python step per row count, so Python takes no step
+        per row: SQLite writes (or has kept) each row's cells before and after the user's and joins a
         stretch of the period's rows into one string, the user's id between two marks; Python
         swaps the ids for labels (a JSON string, made once per user) with one split and one
         join. The stretches are read on a thread of their own, one ahead, while the text before
