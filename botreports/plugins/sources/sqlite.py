@@ -23,7 +23,7 @@ from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
 from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
-from .sqlite_usage import UsageQueries
+from .sqlite_usage import UsageQueries, fold_llm
 from .sqlite_write import write_transaction
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
@@ -446,9 +446,9 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 f"SELECT coalesce(sum(messages_in), 0), coalesce(sum(messages_out), 0) FROM rollup_messages"
                 f" WHERE {where}", params)[0]
             active = self.query(self.distinct_users_sql(scope, where), params)[0][0]
-            calls, tokens, cost = self.query(
-                f"SELECT coalesce(sum(calls), 0), coalesce(sum(tokens), 0), coalesce(sum(cost_usd), 0)"
-                f" FROM rollup_llm WHERE {where}", params)[0]
+            [calls, tokens, cost] = fold_llm(self.llm_cells(scope, rolled), lambda cell: None,
+                                             ("calls", "tokens", "cost_usd")).get(None, [0, 0, 0.0])
+            calls, tokens, cost = calls or 0, tokens or 0, cost or 0
         else:
             msg_where, msg_params = self.where(scope, "created_at")
             llm_where, llm_params = self.where(scope, "created_at", has_channel=False)

@@ -11,6 +11,7 @@ from ...core.models import Scope
 from .sql_stats import histogram_row, percentile_row, percentile_sql
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql, local_hour_sql
 from .sqlite_rollups import BUCKET_MS
+from .sqlite_usage import fold_llm
 
 _COLUMNS = {"bot": "bot_id", "channel": "channel"}
 #: Groupings of reply latency answered together from one histogram of a scope's replies.
@@ -119,8 +120,10 @@ class PerformanceQueries:
             row(key).update(replies=replies, errors=errors)
         failures = "count(*), coalesce(sum(l.success = 0), 0)"
         if rolled:
-            group_sql, group_params, _ = self._group(scope, group, f"(l.bucket * {BUCKET_MS})")
-            llm = self.llm_grouped(scope, group_sql, failures, group_params=group_params)
+            at = {None: None, "day": 0, "bot": 1, "channel": 2}[group]
+            llm = [(key, calls, failed or 0) for key, (calls, failed) in fold_llm(
+                self.llm_cells(scope, rolled), lambda cell: None if at is None else cell[at],
+                ("calls", "failures")).items()]
         elif group in (None, "day"):
             where, params = self.scoped("llm_calls", scope, alias="l")
             group_sql, group_params, _ = self._group(scope, group, "l.created_at")
@@ -142,16 +145,16 @@ class PerformanceQueries:
         result = []
         rolled = self.rolled(scope)
         if rolled:
-            totals = (f"SELECT model, sum(calls) AS n, coalesce(sum(failures), 0), coalesce(sum(input_tokens), 0),"
-                      f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM rollup_llm"
-                      f" WHERE {rolled[0]} GROUP BY model ORDER BY n DESC, model")
-            totals_params = rolled[1]
+            per_model = fold_llm(self.llm_cells(scope, rolled), lambda cell: cell[3],
+                                 ("calls", "failures", "input_tokens", "output_tokens", "cost_usd"))
+            totals = sorted(((model, *(value or 0 for value in sums)) for model, sums in per_model.items()),
+                            key=lambda row: (-row[1], row[0]))
         else:
-            totals = (f"SELECT model, count(*) AS n, coalesce(sum(success = 0), 0), coalesce(sum(input_tokens), 0),"
-                      f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where}"
-                      f" GROUP BY model ORDER BY n DESC, model")
-            totals_params = params
-        for model, calls, failures, tokens_in, tokens_out, cost in self.query(totals, totals_params):
+            totals = self.query(
+                f"SELECT model, count(*) AS n, coalesce(sum(success = 0), 0), coalesce(sum(input_tokens), 0),"
+                f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0) FROM llm_calls WHERE {where}"
+                f" GROUP BY model ORDER BY n DESC, model", params)
+        for model, calls, failures, tokens_in, tokens_out, cost in totals:
             stats = latency.get(model, {})
             result.append({"model": model, "calls": calls, "failures": failures, "input_tokens": tokens_in,
                            "output_tokens": tokens_out, "cost_usd": round(cost, 6),

@@ -3,7 +3,7 @@ grid, breakdowns per bot and channel, top users and the per-bot-per-day raw
 rows. Mixed into ``SqliteAnalytics``; every query groups in SQLite."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
@@ -12,16 +12,45 @@ from .sql_time import day_from_number, instant_from_ms, local_day_sql, local_wee
 
 _KEYS = {"bot": "bot_id", "channel": "channel"}
 
-#: Aggregates over ``llm_calls l`` and the same aggregate over ``rollup_llm l`` (sums of sums).
-_LLM_ROLLED = (
-    ("sum(l.input_tokens + l.output_tokens)", "sum(l.tokens)"),
-    ("count(*)", "sum(l.calls)"),
-    ("coalesce(sum(l.success = 0), 0)", "coalesce(sum(l.failures), 0)"),
-)
+#: The sums of a cell of ``UsageQueries.llm_cells``, by position after its four keys.
+LLM_SUMS = {name: 4 + k for k, name in enumerate(
+    ("calls", "failures", "input_tokens", "output_tokens", "tokens", "cost_usd"))}
+
+
+def fold_llm(cells: Iterable[tuple], key: Callable[[tuple], Any], columns: Sequence[str]) -> Dict[Any, list]:
+    """The sums of ``columns`` of LLM cells per ``key(cell)``, as SQL's ``sum`` gives them: NULLs
+    skipped, None where every value was NULL. No cells, no keys (as GROUP BY of no rows)."""
+    at = [LLM_SUMS[name] for name in columns]
+    sums: Dict[Any, list] = {}
+    for cell in cells:
+        group = key(cell)
+        acc = sums.get(group)
+        if acc is None:
+            acc = sums[group] = [None] * len(at)
+        for j, i in enumerate(at):
+            if cell[i] is not None:
+                acc[j] = cell[i] if acc[j] is None else acc[j] + cell[i]
+    return sums
 
 
 class UsageQueries:
     """Usage sections' queries (see ``core.datasource.AnalyticsSource``)."""
+
+    def llm_cells(self, scope: Scope, rolled: Tuple[str, list]) -> List[tuple]:
+        """``(local day, bot, channel, model, calls, failures, input tokens, output tokens, tokens,
+        cost)`` of a scope's LLM calls, from the rollup (``rolled``: its WHERE clause for the
+        scope). Usage and performance fold these few thousand sums per total, bot, channel,
+        day and model, so the rollup's cells of the period are read (and sorted) once for all
+        of them (``kept``) instead of once per question."""
+        def read():
+            where, params = rolled
+            day_sql, day_params = local_day_sql(f"(bucket * {BUCKET_MS})", scope.period)
+            return self.query(
+                f"SELECT {day_sql} AS d, bot_id, channel, model, sum(calls), sum(failures), sum(input_tokens),"
+                f" sum(output_tokens), sum(tokens), sum(cost_usd) FROM rollup_llm WHERE {where}"
+                f" GROUP BY d, bot_id, channel, model", day_params + params)
+
+        return self.kept("llm_cells", scope, read)
 
     def activity_grid(self, scope: Scope) -> List[dict]:
         cells: Dict[tuple, dict] = {}
@@ -80,31 +109,29 @@ class UsageQueries:
                     f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END)"
                     f" FROM messages WHERE {where} GROUP BY 1", params):
                 row(value).update(messages_in=m_in, messages_out=m_out, active_users=users)
-        for value, tokens, cost in self.llm_grouped(scope, key, "sum(l.input_tokens + l.output_tokens),"
-                                                               " sum(l.cost_usd)"):
+        if rolled:
+            at = 1 if key == "bot_id" else 2
+            llm = [(value, *sums) for value, sums in fold_llm(
+                self.llm_cells(scope, rolled), lambda cell: cell[at], ("tokens", "cost_usd")).items()]
+        else:
+            llm = self.llm_grouped(scope, key, "sum(l.input_tokens + l.output_tokens), sum(l.cost_usd)")
+        for value, tokens, cost in llm:
             entry = row(value)
             entry.update(tokens=tokens or 0, cost_usd=round(cost or 0.0, 6))
         return sorted(rows.values(), key=lambda r: (-r["messages_in"], -r["conversations"], str(r["key"])))
 
-    def llm_grouped(self, scope: Scope, key: str, aggregates: str, extra_where: str = "",
-                    extra_params=(), group_params=()) -> List[tuple]:
-        """``SELECT key, aggregates FROM llm_calls l GROUP BY key``; a channel key comes from the
-        call's conversation (calls without one count under channel None). ``aggregates`` name the
-        ``l.`` columns of ``llm_calls``; over the rollup each becomes the sum of its cells' sums."""
-        rolled = self.rolled(scope)
-        if rolled and not extra_where:
-            where, params = rolled
-            for column, summed in _LLM_ROLLED:
-                aggregates = aggregates.replace(column, summed)
-            return self.query(f"SELECT {key}, {aggregates} FROM rollup_llm l WHERE {where} GROUP BY 1",
-                              list(group_params) + params)
+    def llm_grouped(self, scope: Scope, key: str, aggregates: str) -> List[tuple]:
+        """``SELECT key, aggregates FROM llm_calls l GROUP BY key`` over the scope's calls themselves
+        (the rollup's answers are folded from ``llm_cells``); a channel key comes from the call's
+        conversation (calls without one count under channel None). ``aggregates`` name the ``l.``
+        columns of ``llm_calls``."""
         where, params = self.scoped("llm_calls", scope, alias="l")
         if key == "channel":
             sql = (f"SELECT c.channel, {aggregates} FROM llm_calls l LEFT JOIN conversations c"
-                   f" ON c.id = l.conversation_id WHERE {where}{extra_where} GROUP BY 1")
+                   f" ON c.id = l.conversation_id WHERE {where} GROUP BY 1")
         else:
-            sql = f"SELECT l.{key}, {aggregates} FROM llm_calls l WHERE {where}{extra_where} GROUP BY 1"
-        return self.query(sql, list(params) + list(extra_params))
+            sql = f"SELECT l.{key}, {aggregates} FROM llm_calls l WHERE {where} GROUP BY 1"
+        return self.query(sql, params)
 
     def top_users(self, scope: Scope, limit: int) -> List[dict]:
         rolled = self.rolled(scope)
@@ -161,8 +188,8 @@ class UsageQueries:
                     f"SELECT {day_sql} AS d, bot_id, count(DISTINCT user_id) FROM rollup_users WHERE {where}"
                     f" GROUP BY d, bot_id", day_params + params):
                 cell(day, bot)["active_users"] = users
-            llm_sql = (f"SELECT {day_sql} AS d, bot_id, sum(tokens), sum(cost_usd) FROM rollup_llm"
-                       f" WHERE {where} GROUP BY d, bot_id")
+            llm = [(*key, *sums) for key, sums in fold_llm(
+                self.llm_cells(scope, rolled), lambda cell: cell[:2], ("tokens", "cost_usd")).items()]
         else:
             where, params = self.scoped("messages", scope)
             day_sql, day_params = local_day_sql("created_at", scope.period)
@@ -173,9 +200,9 @@ class UsageQueries:
                 cell(day, bot).update(messages_in=m_in, messages_out=m_out, active_users=users, errors=errors)
             where, params = self.scoped("llm_calls", scope)
             day_sql, day_params = local_day_sql("created_at", scope.period)
-            llm_sql = (f"SELECT {day_sql} AS d, bot_id, sum(input_tokens + output_tokens), sum(cost_usd)"
-                       f" FROM llm_calls WHERE {where} GROUP BY d, bot_id")
-        for day, bot, tokens, cost in self.query(llm_sql, day_params + params):
+            llm = self.query(f"SELECT {day_sql} AS d, bot_id, sum(input_tokens + output_tokens), sum(cost_usd)"
+                             f" FROM llm_calls WHERE {where} GROUP BY d, bot_id", day_params + params)
+        for day, bot, tokens, cost in llm:
             cell(day, bot).update(tokens=tokens or 0, cost_usd=round(cost or 0.0, 6))
         for key in sorted(cells):
             yield cells[key]
