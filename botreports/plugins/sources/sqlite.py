@@ -17,14 +17,16 @@ from ...core.analytics_schema import TABLES
 from ...core.models import DataSourceFactory, Scope
 from .sql_time import buckets_fit, day_from_number, epoch_ms, local_day_sql
 from .sqlite_compliance import ComplianceQueries
-from .sqlite_conversation_keys import build_conversation_keys, has_conversation_keys
-from .sqlite_conversation_rows import build_conversation_rows, has_conversation_rows
+from .sqlite_conversation_keys import TABLE as CONVERSATION_KEYS
+from .sqlite_conversation_keys import build_conversation_keys
+from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
+from .sqlite_conversation_rows import build_conversation_rows
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
 from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries, fold_llm
-from .sqlite_write import write_transaction
+from .sqlite_write import has_tables, write_transaction
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
               "timestamp": "INTEGER"}
@@ -346,22 +348,18 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             # A replaced row must leave the rollup tables (their delete triggers) before its
             # successor enters them; SQLite fires delete triggers on REPLACE only with this on.
             conn.execute("PRAGMA recursive_triggers = ON")
-            if not has_rollups(conn, ROLLUP_NAMES):
-                # A file written before rollups (or the later ones) existed gains them once.
-                build_rollups(conn)
-                self._forget_schema()
-            if not has_conversation_rows(conn):
-                build_conversation_rows(conn)
-                self._forget_schema()
-            if not has_conversation_keys(conn):
-                build_conversation_keys(conn)
-                self._forget_schema()
+            # A file written before the rollups (or the later ones), the conversation rows or the
+            # keys catalog existed gains them once; a file fed only by ingest gains the covering
+            # indexes once too, as after a bulk load. SQLite keeps them all current from then on.
+            for tables, build in ((ROLLUP_NAMES, build_rollups), ((CONVERSATION_ROWS,), build_conversation_rows),
+                                  ((CONVERSATION_KEYS,), build_conversation_keys)):
+                if not has_tables(conn, *tables):
+                    build(conn)
+                    self._forget_schema()
             missing = missing_indexes(conn)
+            for statement in missing:
+                conn.execute(statement)
             if missing:
-                # A file fed only by ingest gains the covering indexes once, as a bulk load does;
-                # SQLite keeps them current from then on.
-                for statement in missing:
-                    conn.execute(statement)
                 self._forget_schema()
             counts: Dict[str, int] = {}
             with write_transaction(conn):

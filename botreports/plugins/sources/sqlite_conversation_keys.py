@@ -44,10 +44,6 @@ def _statements() -> list:
     ]
 
 
-def has_conversation_keys(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [TABLE]).fetchone())
-
-
 def build_conversation_keys(conn: sqlite3.Connection) -> None:
     """Create the catalog (filled from the conversations), its index and its triggers, in one
     transaction of its own (the caller must not hold one)."""

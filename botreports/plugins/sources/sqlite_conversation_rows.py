@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from .sqlite_conversation_table import json_cells_sql
-from .sqlite_write import write_transaction
+from .sqlite_write import has_tables, write_transaction
 
 #: The table's name; files written before it existed read the raw rows the slower way.
 TABLE = "rollup_conversation_rows"
@@ -95,11 +95,6 @@ def _triggers() -> list:
     ]
 
 
-def has_conversation_rows(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                             [TABLE]).fetchone())
-
-
 def build_conversation_rows(conn: sqlite3.Connection) -> None:
     """(Re)build the table from the base tables and install its triggers, in one transaction
     of its own (the caller must not hold one). Reads ``rollup_conversation_messages`` when the
@@ -109,9 +104,7 @@ def build_conversation_rows(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         conn.execute(f"DELETE FROM {TABLE}")
         columns = ", ".join(f"c.{name}" for name in ("started_at", "id") + _CONVERSATION)
-        rolled = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
-                              " AND name = 'rollup_conversation_messages'").fetchone()
-        if rolled:
+        if has_tables(conn, "rollup_conversation_messages"):
             per_conversation = "rollup_conversation_messages"
         else:
             per_conversation = (

@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 import attrs
 
-from .sqlite_write import write_transaction
+from .sqlite_write import has_tables, write_transaction
 
 #: Milliseconds in a rollup bucket.
 BUCKET_MS = 900_000
@@ -226,14 +226,10 @@ def _trigger_sql(rollup: Rollup) -> List[str]:
     return statements
 
 
-def has_rollups(conn: sqlite3.Connection, names: Sequence[str] = ()) -> bool:
-    """Whether the file holds the rollup tables ``names`` (default: all but the later ones;
-    files written before they existed do not)."""
-    names = tuple(names) or tuple(name for name in ROLLUP_NAMES if name not in LATER_ROLLUPS)
-    marks = ", ".join("?" for _ in names)
-    found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
-                         names).fetchone()[0]
-    return found == len(names)
+def has_rollups(conn: sqlite3.Connection) -> bool:
+    """Whether the file holds the rollup tables but the later ones (files written before they
+    existed do not)."""
+    return has_tables(conn, *(name for name in ROLLUP_NAMES if name not in LATER_ROLLUPS))
 
 
 def build_rollups(conn: sqlite3.Connection) -> None:

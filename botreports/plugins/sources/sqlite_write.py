@@ -1,9 +1,18 @@
-"""Writing to the SQLite analytics file: one transaction, all or nothing."""
+"""Shaping and writing the SQLite analytics file: which tables it holds, and one write
+transaction, all or nothing."""
 from __future__ import annotations
 
 import contextlib
 import sqlite3
 from typing import Iterator
+
+
+def has_tables(conn: sqlite3.Connection, *names: str) -> bool:
+    """Whether the file holds every table ``names`` (files written before some existed do not)."""
+    marks = ", ".join("?" for _ in names)
+    found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
+                         names).fetchone()[0]
+    return found == len(set(names))
 
 
 @contextlib.contextmanager
