@@ -135,20 +135,31 @@ class ConversationQueries:
         return {"total": total, "intents": intents}
 
     def _top_intents_by_index(self, scope: Scope, limit: int) -> dict:
-        """Top intents from the intent-ordered indexes: each distinct count follows an index
-        ((intent, conversation) or (intent, user)), the period a filter on each entry."""
+        """Top intents from the intent-ordered indexes, one intent at a time: with the intent
+        fixed, each index holds its conversations (or users) in order, so SQLite counts them
+        distinct as they pass instead of sorting them (about twice as fast as grouping every
+        intent in one walk, which sorts each group's values)."""
         where, params = self.scoped("messages", scope, time_index=False)
-        where += " AND direction = 'in' AND intent IS NOT NULL"
-        # In index order, each distinct count sees its values already sorted: no sort of the
-        # period. The two walks are read at the same time, on connections of their own.
-        by_conversation, by_user = self.at_once(
-            (f"SELECT intent, count(*), count(DISTINCT conversation_id) FROM messages"
-             f" INDEXED BY messages_intent_conversations WHERE {where} GROUP BY intent", params),
-            (f"SELECT intent, count(DISTINCT user_id) FROM messages INDEXED BY messages_intent_users"
-             f" WHERE {where} GROUP BY intent", params))
-        users = dict(by_user)  # (two connections: an intent written between the reads counts no users)
-        rows = sorted(((intent, n, conversations, users.get(intent, 0))
-                       for intent, n, conversations in by_conversation), key=lambda row: (-row[1], row[0]))
+        where += " AND direction = 'in'"
+
+        def per_intent(index: str, *aggregates: str) -> str:
+            # The file's intents, found by seeking from one to the next (a handful of index
+            # probes), then each intent's aggregates over its stretch of the index.
+            probe = f"SELECT min(intent) FROM messages INDEXED BY {index} WHERE direction = 'in' AND intent"
+            counts = ", ".join(f"(SELECT {aggregate} FROM messages INDEXED BY {index}"
+                               f" WHERE intent = intents.name AND {where})" for aggregate in aggregates)
+            return (f"WITH RECURSIVE intents (name) AS (SELECT ({probe} IS NOT NULL)"
+                    f" UNION ALL SELECT ({probe} > intents.name) FROM intents WHERE intents.name IS NOT NULL)"
+                    f" SELECT name, {counts} FROM intents WHERE name IS NOT NULL")
+
+        # The two walks are read at the same time, on connections of their own.
+        by_user, by_conversation = self.at_once(
+            (per_intent("messages_intent_users", "count(*)", "count(DISTINCT user_id)"), params + params),
+            (per_intent("messages_intent_conversations", "count(DISTINCT conversation_id)"), params))
+        # (Two connections: an intent written between the reads counts no conversations.)
+        conversations = dict(by_conversation)
+        rows = sorted(((intent, n, conversations.get(intent, 0), users)
+                       for intent, n, users in by_user if n), key=lambda row: (-row[1], row[0]))
         return {"total": sum(row[1] for row in rows),
                 "intents": [{"intent": intent, "messages": n, "conversations": conversations, "users": users}
                             for intent, n, conversations, users in rows[:int(limit)]]}
