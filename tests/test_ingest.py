@@ -46,6 +46,17 @@ def test_good_batches_land_and_bad_batches_do_not(reports, system_principal):
     assert count(reports, "messages", "id LIKE 'x-%'") == 2
 
 
+def test_conversation_ending_before_it_starts_is_refused(reports, system_principal):
+    conversation = {"table": "conversations", "id": "cx", "org_id": "org-acme", "bot_id": "bot-001",
+                    "user_id": "u-new", "channel": "web", "started_at": "2025-01-30T10:00:00Z", "status": "resolved"}
+    result = reports.ingest(system_principal, lines(
+        {**conversation, "ended_at": "2025-01-30T10:00:00Z"},
+        {**conversation, "id": "cy", "ended_at": "2025-01-30T09:59:59Z"}), batch_size=1)
+    assert result == {"inserted": {"conversations": 1},
+                      "errors": [{"line": 2, "problem": "ended_at must not be before started_at"}]}
+    assert count(reports, "conversations", "id IN ('cx', 'cy')") == 1
+
+
 def test_organisation_may_only_ingest_its_own_events(reports, principal_factory):
     result = reports.ingest(principal_factory("admin"), lines({**MSG, "org_id": "org-globex"},
                                                               {k: v for k, v in MSG.items() if k != "org_id"}))

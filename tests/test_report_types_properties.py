@@ -4,15 +4,17 @@ the same rows, for random small datasets, periods and timezones (DST included).
 The brute force shares no code with the source: it converts each timestamp
 with zoneinfo and counts, sorts and averages in plain Python.
 """
+import atexit
 import datetime as dt
 import math
+import shutil
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from botreports.core.custom_metrics import parse_metric
 from botreports.core.models import Period, Scope
@@ -26,12 +28,28 @@ BOTS = ("bot-a", "bot-b", "bot-c")
 CHANNELS = ("web", "whatsapp")
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
 MODELS = ("m-large", "m-small")
-INTENTS = ("billing", "greeting", None)
+INTENTS = ("billing", "greeting", "refund", None)
 ORG = "org-x"
+HOSTS = ("host-1", "host-2", "host-3")
+ACTORS = ("alice", "bob", "carol", "svc")
+#: An action may hold any text, a comma too (the denials list each actor's actions apart).
+ACTIONS = ("report.generate", "report.download", "report.delete", "login", "settings.update", "export,csv")
+RESULTS = ("allowed", "denied", "error")
+DAY_MS = 86_400_000
+EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ms(instant):
     return int(instant.timestamp() * 1000)
+
+
+def utc(value):
+    """Epoch ms -> the aware UTC datetime, by exact integer arithmetic."""
+    return EPOCH_UTC + dt.timedelta(milliseconds=value)
+
+
+def is_utc(instant):
+    return instant.tzinfo is not None and instant.utcoffset() == dt.timedelta(0)
 
 
 @st.composite
@@ -46,7 +64,8 @@ def datasets(draw):
         bot, channel = draw(st.sampled_from(BOTS)), draw(st.sampled_from(CHANNELS))
         user = f"u{draw(st.integers(0, 6))}"
         org = draw(st.sampled_from((ORG, ORG, "org-other")))
-        started = draw(when)
+        # Now and then the same start as the previous conversation: ties for the orders by start.
+        started = conversations[-1][5] if conversations and not draw(st.integers(0, 5)) else draw(when)
         status = draw(st.sampled_from(STATUSES))
         n = draw(st.integers(0, 8))
         t = started
@@ -74,7 +93,81 @@ def datasets(draw):
     return conversations, messages, calls, zone, first, days, bots, channel, org
 
 
-def build(data):
+def around_period(data):
+    """A strategy of instants from two days before the scope's period to two days after it,
+    its edges (and an instant just inside or outside each) more often than by chance."""
+    scope = scope_of(data)
+    start, end = ms(scope.period.start), ms(scope.period.end)
+    return st.one_of(st.integers(start - 2 * DAY_MS, end + 2 * DAY_MS),
+                     st.sampled_from((start - 1, start, end - 1, end)))
+
+
+@st.composite
+def with_system_samples(draw):
+    """A dataset and random ``system_samples`` rows around its period (some values missing)."""
+    data = draw(datasets())
+    when = around_period(data)
+    pct = st.one_of(st.none(), st.integers(0, 1000).map(lambda v: v / 10))
+    samples = []
+    for _ in range(draw(st.integers(0, 25))):
+        samples.append((draw(st.sampled_from((ORG, ORG, "org-other"))), draw(st.sampled_from(HOSTS)), draw(when),
+                        draw(pct), draw(pct), draw(st.one_of(st.none(), st.integers(0, 500))),
+                        draw(st.one_of(st.none(), st.integers(0, 20))),
+                        draw(st.one_of(st.none(), st.integers(0, 50_000).map(lambda v: v / 10)))))
+    return data, samples
+
+
+@st.composite
+def with_audit_events(draw):
+    """A dataset, random ``audit_events`` rows around its period (bot sometimes None, equal
+    instants now and then) and a retention cutoff (sometimes exactly a conversation's start)."""
+    data = draw(datasets())
+    when = around_period(data)
+    events = []
+    for e in range(draw(st.integers(0, 30))):
+        at = draw(when) if not events or draw(st.integers(0, 4)) else events[-1][3]
+        events.append((f"a{e}", draw(st.sampled_from((ORG, ORG, "org-other"))),
+                       draw(st.sampled_from(BOTS + (None,))), at, draw(st.sampled_from(ACTORS)),
+                       draw(st.sampled_from(ACTIONS)), draw(st.sampled_from((None, "report", "bot"))),
+                       draw(st.sampled_from((None, "r1", "r2"))), draw(st.sampled_from(RESULTS)),
+                       draw(st.sampled_from((None, "10.0.0.1", "10.0.0.2")))))
+    starts = [c[5] for c in data[0]]
+    cutoff = draw(st.one_of(st.sampled_from(starts), st.integers(min(starts) - 1, max(starts) + 1)))
+    return data, events, cutoff
+
+
+#: The last example's source and folder: closed and removed when the next example is built (a
+#: shrinking run builds thousands), or at exit.
+_BUILT = []
+
+
+def _drop_built():
+    while _BUILT:
+        source, folder = _BUILT.pop()
+        source.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+atexit.register(_drop_built)
+
+
+def tied_dataset():
+    """Three conversations with the same start, length and duration (ids c1, c10, c2: not in
+    number order) and an older open one: the orders by start settle ties by id."""
+    t = ms(dt.datetime(2025, 3, 6, 10, 0, tzinfo=UTC))
+    conversations = [(c, ORG, bot, user, channel, t, t + 60_000, status, score, 2)
+                     for c, bot, user, channel, status, score in (
+                         ("c1", "bot-a", "u1", "web", "resolved", 5), ("c10", "bot-b", "u2", "web", "resolved", None),
+                         ("c2", "bot-a", "u3", "whatsapp", "abandoned", 3))]
+    conversations.append(("c3", ORG, "bot-c", "u1", "web", t - 3_600_000, None, "open", None, 0))
+    messages = [m for c in conversations[:3] for m in (
+        (f"m{c[0]}-0", ORG, c[0], c[2], c[4], c[3], "in", t + 1000, None, None, "billing", 0),
+        (f"m{c[0]}-1", ORG, c[0], c[2], c[4], c[3], "out", t + 2000, 100, 10, None, 0))]
+    return conversations, messages, [], "Europe/Berlin", dt.date(2025, 3, 6), 3, (), None, None
+
+
+def build(data, system_samples=(), audit_events=()):
+    _drop_built()
     conversations, messages, calls = data[:3]
     folder = Path(tempfile.mkdtemp(prefix="br-prop-"))
     conn = create_database(folder / "a.db")
@@ -83,10 +176,14 @@ def build(data):
     insert_rows(conn, "conversations", conversations)
     insert_rows(conn, "messages", messages)
     insert_rows(conn, "llm_calls", calls)
+    insert_rows(conn, "system_samples", system_samples)
+    insert_rows(conn, "audit_events", audit_events)
     conn.execute("COMMIT")
     create_indexes(conn)
     conn.close()
-    return SqliteAnalytics(folder / "a.db")
+    source = SqliteAnalytics(folder / "a.db")
+    _BUILT.append((source, folder))
+    return source
 
 
 def scope_of(data):
@@ -103,7 +200,7 @@ def scope_of(data):
 class Rows:
     """The dataset as dicts, filtered to a scope the slow, obvious way."""
 
-    def __init__(self, data, scope):
+    def __init__(self, data, scope, system_samples=(), audit_events=()):
         self.scope = scope
         self.tz = ZoneInfo(scope.period.timezone)
         self.lo, self.hi = ms(scope.period.start), ms(scope.period.end)
@@ -120,6 +217,17 @@ class Rows:
         self.conversations = [c for c in self.all_conversations if self.keep(c, "started_at")]
         self.messages = [m for m in self.all_messages if self.keep(m, "created_at")]
         self.calls = [c for c in self.all_calls if self.keep(c, "created_at")]
+        keys_s = ("org_id", "host", "created_at", "cpu_pct", "mem_pct", "requests", "errors", "p95_ms")
+        keys_a = ("id", "org_id", "bot_id", "created_at", "actor", "action", "resource_type", "resource_id",
+                  "result", "ip")
+        s = scope
+        # Samples have neither a bot nor a channel: only the organisation and the period apply.
+        self.samples = [r for r in (dict(zip(keys_s, v)) for v in system_samples)
+                        if (s.org_id is None or r["org_id"] == s.org_id) and self.lo <= r["created_at"] < self.hi]
+        # Audit events have a bot (an event of no bot is none of the scope's bots) but no channel.
+        self.audits = [r for r in (dict(zip(keys_a, v)) for v in audit_events)
+                       if (s.org_id is None or r["org_id"] == s.org_id) and self.lo <= r["created_at"] < self.hi
+                       and (not s.bot_ids or r["bot_id"] in s.bot_ids)]
 
     def keep(self, row, time_column, period=True):
         s = self.scope
@@ -144,6 +252,30 @@ def nearest_rank(values, p):
 
 def count_by(rows, key):
     return Counter(key(r) for r in rows)
+
+
+def mean(values):
+    """The average of the values that are not None (None if there are none), approximately."""
+    present = [v for v in values if v is not None]
+    return pytest.approx(sum(present) / len(present), abs=1e-3) if present else None
+
+
+def highest(values):
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def assert_time_ordered(got, candidates, limit=None, newest_first=False):
+    """``got`` is the first ``limit`` of ``candidates`` (event dicts) in time order. Events of the
+    same instant may come in any order, and where the limit cuts such a run any of them may be
+    the ones kept: the contract orders by time only."""
+    ordered = sorted(candidates, key=lambda e: e["created_at"], reverse=newest_first)[:limit]
+    assert [e["created_at"] for e in got] == [e["created_at"] for e in ordered]
+    as_key = lambda e: tuple(sorted(e.items()))  # noqa: E731
+    for instant in {e["created_at"] for e in got}:
+        mine = Counter(as_key(e) for e in got if e["created_at"] == instant)
+        possible = Counter(as_key(e) for e in candidates if e["created_at"] == instant)
+        assert not mine - possible, instant
 
 
 COMMON = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -218,8 +350,9 @@ def test_usage_metrics_equal_brute_force(data):
 
 
 @COMMON
-@given(datasets())
-def test_conversation_metrics_equal_brute_force(data):
+@given(datasets(), st.integers(1, 5))
+@example(tied_dataset(), 2)
+def test_conversation_metrics_equal_brute_force(data, k):
     source, scope = build(data), scope_of(data)
     rows = Rows(data, scope)
     convs = rows.conversations
@@ -229,9 +362,24 @@ def test_conversation_metrics_equal_brute_force(data):
         assert summary[status] == sum(c["status"] == status for c in convs)
     assert summary["messages_p50"] == nearest_rank([c["message_count"] for c in convs], 50)
     assert summary["messages_p90"] == nearest_rank([c["message_count"] for c in convs], 90)
+    assert summary["avg_messages"] == mean(c["message_count"] for c in convs)
     durations = [c["ended_at"] - c["started_at"] for c in convs if c["ended_at"] is not None]
+    assert summary["ended"] == len(durations)
     assert summary["duration_p50_ms"] == nearest_rank(durations, 50)
     assert summary["duration_p90_ms"] == nearest_rank(durations, 90)
+
+    # Most messages (none counted as 0) or longest (open ones last) first; ties by start, then id.
+    ranking = {"messages": lambda c: c["message_count"] or 0,
+               "duration": lambda c: -1 if c["ended_at"] is None else c["ended_at"] - c["started_at"]}
+    for order_by, value in ranking.items():
+        got = source.top_conversations(scope, order_by, k)
+        ranked = sorted(convs, key=lambda c: (-value(c), c["started_at"], c["id"]))[:k]
+        assert [(r["id"], r["bot_id"], r["channel"], r["user_id"], r["started_at"], r["duration_ms"],
+                 r["message_count"], r["status"], r["satisfaction"]) for r in got] == [
+            (c["id"], c["bot_id"], c["channel"], c["user_id"], utc(c["started_at"]),
+             None if c["ended_at"] is None else c["ended_at"] - c["started_at"], c["message_count"], c["status"],
+             c["satisfaction"]) for c in ranked], order_by
+        assert all(is_utc(r["started_at"]) for r in got)
 
     outcomes = {o["day"]: o for o in source.conversation_outcomes(scope)}
     for day, n in count_by(convs, lambda c: (rows.day(c["started_at"]), c["status"])).items():
@@ -266,6 +414,15 @@ def test_conversation_metrics_equal_brute_force(data):
     labelled = [m for m in rows.messages if m["direction"] == "in" and m["intent"]]
     assert intents["total"] == len(labelled)
     assert {i["intent"]: i["messages"] for i in intents["intents"]} == dict(Counter(m["intent"] for m in labelled))
+    top = source.top_intents(scope, k)
+    assert top["total"] == len(labelled)
+    by_intent = defaultdict(list)
+    for m in labelled:
+        by_intent[m["intent"]].append(m)
+    ranked = sorted(by_intent, key=lambda i: (-len(by_intent[i]), i))[:k]  # most messages first, ties by intent
+    assert [(i["intent"], i["messages"], i["conversations"], i["users"]) for i in top["intents"]] == [
+        (i, len(by_intent[i]), len({m["conversation_id"] for m in by_intent[i]}),
+         len({m["user_id"] for m in by_intent[i]})) for i in ranked]
 
     raw = list(source.conversation_rows(scope))
     assert [r["id"] for r in raw] == [c["id"] for c in sorted(convs, key=lambda c: (c["started_at"], c["id"]))]
@@ -281,10 +438,11 @@ def test_conversation_metrics_equal_brute_force(data):
 
 
 @COMMON
-@given(datasets())
-def test_performance_metrics_equal_brute_force(data):
-    source, scope = build(data), scope_of(data)
-    rows = Rows(data, scope)
+@given(with_system_samples())
+def test_performance_metrics_equal_brute_force(case):
+    data, samples = case
+    source, scope = build(data, system_samples=samples), scope_of(data)
+    rows = Rows(data, scope, system_samples=samples)
     replies = [m for m in rows.messages if m["direction"] == "out"]
     groups = {None: lambda m: None, "day": lambda m: rows.day(m["created_at"]), "bot": lambda m: m["bot_id"],
               "channel": lambda m: m["channel"]}
@@ -309,12 +467,42 @@ def test_performance_metrics_equal_brute_force(data):
             assert errors[k]["llm_calls"] == n
             assert errors[k]["llm_failures"] == sum(c["success"] == 0 for c in rows.calls if call_key(c) == k)
 
-    models = {r["model"]: r for r in source.llm_performance(scope)}
+    answer = source.llm_performance(scope)
+    models = {r["model"]: r for r in answer}
     assert set(models) == {c["model"] for c in rows.calls}
     for model, r in models.items():
-        latencies = [c["latency_ms"] for c in rows.calls if c["model"] == model]
+        mine = [c for c in rows.calls if c["model"] == model]
+        latencies = [c["latency_ms"] for c in mine]
         assert r["calls"] == len(latencies)
         assert [r[f"p{p}_ms"] for p in (50, 90, 95, 99)] == [nearest_rank(latencies, p) for p in (50, 90, 95, 99)]
+        assert r["failures"] == sum(c["success"] == 0 for c in mine)
+        assert r["input_tokens"] == sum(c["input_tokens"] for c in mine)
+        assert r["output_tokens"] == sum(c["output_tokens"] for c in mine)
+        assert r["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in mine), abs=1e-6)
+        assert r["avg_ms"] == mean(latencies)
+    # Most calls first, ties by model.
+    assert [r["model"] for r in answer] == sorted(models, key=lambda m: (-models[m]["calls"], m))
+
+    hosts = source.system_health(scope)
+    assert [h["host"] for h in hosts] == sorted({s["host"] for s in rows.samples})
+    for h in hosts:
+        mine = [s for s in rows.samples if s["host"] == h["host"]]
+        assert h["samples"] == len(mine)
+        for name, column in (("cpu", "cpu_pct"), ("mem", "mem_pct"), ("p95", "p95_ms")):
+            unit = "_ms" if name == "p95" else ""
+            assert h[f"{name}_avg{unit}"] == mean(s[column] for s in mine), (name, h)
+            assert h[f"{name}_max{unit}"] == highest(s[column] for s in mine), (name, h)
+        assert h["requests"] == sum(s["requests"] or 0 for s in mine)
+        assert h["errors"] == sum(s["errors"] or 0 for s in mine)
+
+    daily = source.daily_system_health(scope)
+    assert [d["day"] for d in daily] == sorted({rows.day(s["created_at"]) for s in rows.samples})
+    for d in daily:
+        mine = [s for s in rows.samples if rows.day(s["created_at"]) == d["day"]]
+        assert d["cpu_avg"] == mean(s["cpu_pct"] for s in mine)
+        assert d["mem_avg"] == mean(s["mem_pct"] for s in mine)
+        assert d["requests"] == sum(s["requests"] or 0 for s in mine)
+        assert d["errors"] == sum(s["errors"] or 0 for s in mine)
 
     result = source.throughput(scope)
     assert result["messages"] == len(rows.messages)
@@ -335,6 +523,65 @@ def test_performance_metrics_equal_brute_force(data):
         assert r["replies"] == sum(m["direction"] == "out" for m in mine)
     assert sum(r["replies"] for r in raw) == len(replies)
     assert sum(r["llm_calls"] for r in raw) == len(rows.calls)
+
+
+# -- compliance ----------------------------------------------------------------
+
+
+@COMMON
+@given(with_audit_events(), st.integers(1, 4),
+       st.one_of(st.none(), st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=3, unique=True)),
+       st.one_of(st.none(), st.lists(st.sampled_from(RESULTS), min_size=1, max_size=2, unique=True)),
+       st.integers(1, 40))
+def test_compliance_metrics_equal_brute_force(case, k, actions, results, limit):
+    data, events, cutoff = case
+    source, scope = build(data, audit_events=events), scope_of(data)
+    rows = Rows(data, scope, audit_events=events)
+    audits = rows.audits
+
+    # Events per (action, result): most first, ties by action then result.
+    counted = count_by(audits, lambda a: (a["action"], a["result"]))
+    assert [(r["action"], r["result"], r["events"]) for r in source.audit_summary(scope)] == [
+        (action, result, n) for (action, result), n in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    # Per actor with denials: most first, ties by actor; the denied actions sorted; the last denial.
+    denied = defaultdict(list)
+    for a in audits:
+        if a["result"] == "denied":
+            denied[a["actor"]].append(a)
+    ranked = sorted(denied, key=lambda actor: (-len(denied[actor]), actor))[:k]
+    got = source.audit_denials(scope, k)
+    assert [(r["actor"], r["denials"], r["actions"], r["last_at"]) for r in got] == [
+        (actor, len(denied[actor]), sorted({a["action"] for a in denied[actor]}),
+         utc(max(a["created_at"] for a in denied[actor]))) for actor in ranked]
+    assert all(is_utc(r["last_at"]) for r in got)
+
+    def shown(a):
+        return {"created_at": utc(a["created_at"]), "actor": a["actor"], "action": a["action"],
+                "resource_type": a["resource_type"], "resource_id": a["resource_id"], "result": a["result"],
+                "bot_id": a["bot_id"], "ip": a["ip"]}
+
+    picked = [shown(a) for a in audits
+              if (actions is None or a["action"] in actions) and (results is None or a["result"] in results)]
+    got = source.audit_events(scope, actions=actions, results=results, limit=limit)
+    assert_time_ordered(got, picked, limit, newest_first=True)
+    assert all(is_utc(e["created_at"]) for e in got)
+    assert_time_ordered(source.audit_events(scope), [shown(a) for a in audits], 100, newest_first=True)
+
+    raw = list(source.audit_rows(scope))
+    assert_time_ordered(raw, [shown(a) for a in audits])
+    assert all(is_utc(e["created_at"]) for e in raw)
+
+    # Conversations started before the cutoff, whatever the period (the other filters apply).
+    old = defaultdict(list)
+    for c in rows.all_conversations:
+        if rows.keep(c, "started_at", period=False) and c["started_at"] < cutoff:
+            old[c["bot_id"]].append(c["started_at"])
+    got = source.retention_overview(scope, utc(cutoff))
+    assert {r["bot_id"]: (r["conversations"], r["oldest_at"]) for r in got} == {
+        bot: (len(starts), utc(min(starts))) for bot, starts in old.items()}
+    assert len(got) == len(old)
+    assert all(is_utc(r["oldest_at"]) for r in got)
 
 
 # -- custom metrics --------------------------------------------------------------

@@ -132,4 +132,8 @@ def validate_event(event: Any) -> tuple:
             row[name] = validate_value(spec, event.get(name))
         except ValueError as exc:
             raise ValueError(f"{name} {exc}") from None
+    # A conversation cannot end before it starts: its duration would count as negative in
+    # every duration metric (percentiles, longest conversations) instead of being refused here.
+    if table == "conversations" and row["ended_at"] is not None and row["ended_at"] < row["started_at"]:
+        raise ValueError("ended_at must not be before started_at")
     return table, row

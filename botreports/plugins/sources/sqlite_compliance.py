@@ -4,6 +4,7 @@ the per-event raw rows. Mixed into ``SqliteAnalytics``."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Iterator, List, Optional, Sequence
 
 from ...core.models import Scope
@@ -31,10 +32,11 @@ class ComplianceQueries:
 
     def audit_denials(self, scope: Scope, limit: int) -> List[dict]:
         where, params = self.scoped("audit_events", scope)
-        return [{"actor": actor, "denials": n, "actions": sorted(actions.split(",")) if actions else [],
+        # The actions travel as a JSON array: an action's name may hold any character, commas too.
+        return [{"actor": actor, "denials": n, "actions": sorted(json.loads(actions)),
                  "last_at": instant_from_ms(last)}
                 for actor, n, actions, last in self.query(
-                    f"SELECT actor, count(*) AS n, group_concat(DISTINCT action), max(created_at)"
+                    f"SELECT actor, count(*) AS n, json_group_array(DISTINCT action), max(created_at)"
                     f" FROM audit_events WHERE {where} AND result = 'denied'"
                     f" GROUP BY actor ORDER BY n DESC, actor LIMIT ?", params + [int(limit)])]
 
