@@ -113,6 +113,24 @@ def test_pdf_text_holds_title_and_kpi_values(rendered, case):
             assert expected in text, (item["name"], expected)
 
 
+def test_pdf_text_of_titles_in_any_script(botreports_demo_db, tmp_path):
+    """Titles in scripts the main font lacks (Japanese, emoji) come out in a fallback font:
+    real glyphs, and a text layer that reads back."""
+    from pdfminer.high_level import extract_text
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(botreports_demo_db, tmp_path / "data" / "analytics.db")
+    rk = Reports(data_dir=tmp_path / "data", load_entrypoints=False)
+    try:
+        title = "Relatório São Paulo — 東京 🤖"
+        path = rk.render(SYSTEM, {"type": "custom", "format": "pdf", "title": title, **PERIOD,
+                                  "sections": [{"type": "usage_summary"}]}, tmp_path / "t.pdf")
+    finally:
+        rk.close()
+    first_page = " ".join(extract_text(str(path), page_numbers=[0]).split())
+    assert title in first_page and "Page 1 of" in first_page
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_xlsx_has_sheets_typed_cells_and_charts(rendered, case):
     import openpyxl
