@@ -192,6 +192,32 @@ def test_custom_report_with_custom_metric(reports, system_principal, tmp_path):
     assert p95["value"] == latencies[-(-len(latencies) * 95 // 100) - 1]
 
 
+def test_custom_metric_per_hour_has_every_local_hour_labelled_locally(reports, system_principal, tmp_path):
+    """Messages per hour in Asia/Kathmandu (+05:45) over two days, the second after the demo
+    data ends: 48 hours, quiet ones as zeros, each labelled by the local clock and counted
+    from the messages of that local hour."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    document = render(reports, system_principal, tmp_path, {
+        "type": "custom", "start_date": "2025-01-31", "end_date": "2025-02-01", "timezone": "Asia/Kathmandu",
+        "sections": [{"type": "custom_metric", "title": "Messages per hour", "table": "messages",
+                      "measure": "count", "group_by": "hour"}]})
+    table, chart = section(document, "custom_metric")["blocks"]
+    zone = ZoneInfo("Asia/Kathmandu")
+    start = dt.datetime(2025, 1, 31, tzinfo=zone)
+    hours = [start + dt.timedelta(hours=k) for k in range(48)]
+    assert chart["categories"] == [h.strftime("%Y-%m-%d %H:00") for h in hours]
+    counts = {}
+    for (created,) in sql(reports, "SELECT created_at FROM messages WHERE created_at >= ? AND created_at < ?",
+                          [int(hours[0].timestamp() * 1000), int((hours[-1] + dt.timedelta(hours=1)).timestamp() * 1000)]):
+        local = dt.datetime.fromtimestamp(created / 1000, zone).replace(minute=0, second=0, microsecond=0)
+        counts[local] = counts.get(local, 0) + 1
+    assert chart["series"][0]["values"] == [counts.get(h, 0) for h in hours]
+    assert counts and min(chart["series"][0]["values"]) == 0  # the quiet hours are there, as zeros
+    assert [dt.datetime.fromisoformat(row[0].replace("Z", "+00:00")) for row in table["rows"]] == hours
+
+
 def problems(reports, principal, body):
     with pytest.raises(ValidationError) as caught:
         reports.generate(principal, {"format": "json", **PERIOD, **body})

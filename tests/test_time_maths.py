@@ -6,7 +6,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings, strategies as st
 
 from botreports.core.models import Period
-from botreports.core.scheduling import days_of, offset_changes, parse_instant, relative_period
+from botreports.core.scheduling import (days_of, hours_of, offset_changes, parse_instant, relative_period,
+                                         wall_clock_text)
 from botreports.plugins.sources.sql_time import day_from_number, local_day_ranges, local_day_sql, local_hour_sql
 
 ZONES = ["UTC", "America/New_York", "Asia/Kathmandu", "Europe/Berlin", "Australia/Lord_Howe",
@@ -138,3 +139,44 @@ def test_relative_periods_end_where_they_should(zone, now):
     assert mtd.end == now and mtd.start <= now
     if mtd.end > mtd.start:  # at the very first instant of a month the period is still empty
         assert days_of(mtd)[0] == today.replace(day=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(zone=st.sampled_from(ZONES), year=st.integers(2016, 2029), change=st.integers(0, 3),
+       before=st.integers(0, 96 * 3), after=st.integers(1, 96 * 3))
+def test_hours_of_a_period_are_the_hours_its_instants_fall_in(zone, year, change, before, after):
+    """``hours_of`` gives exactly the distinct local hours (``local_hour_sql``) of the period's
+    instants, in order, for periods around the year's offset changes (cut anywhere on the
+    quarter hour: every zone's offsets and changes lie on it)."""
+    _, changes = offset_changes(zone, dt.datetime(year, 1, 1, tzinfo=UTC), dt.datetime(year + 1, 1, 1, tzinfo=UTC))
+    anchor = changes[change % len(changes)][0] if changes else dt.datetime(year, 6, 1, tzinfo=UTC)
+    quarter = dt.timedelta(minutes=15)
+    period = Period(anchor - before * quarter, anchor + after * quarter, zone)
+    span_ms = int((period.end - period.start).total_seconds() * 1000)
+    start_ms = int(period.start.timestamp() * 1000)
+    instants = list(range(start_ms, start_ms + span_ms, 60_000))  # every minute
+    sql, params = local_hour_sql("t", period)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE x (t INTEGER)")
+    conn.executemany("INSERT INTO x VALUES (?)", [(i,) for i in instants])
+    want = [ms for (ms,) in conn.execute(f"SELECT DISTINCT {sql} AS h FROM x ORDER BY h", params)]
+    assert [int(h.timestamp() * 1000) for h in hours_of(period)] == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(zone=st.sampled_from(ZONES), year=st.integers(2016, 2029), minutes=st.integers(-180, 180))
+def test_wall_clock_text_tells_every_minute_apart(zone, year, minutes):
+    """Around each offset change, every minute reads differently: the repeated hour of an
+    autumn night carries the zone's abbreviation, so its two readings differ."""
+    _, changes = offset_changes(zone, dt.datetime(year, 1, 1, tzinfo=UTC), dt.datetime(year + 1, 1, 1, tzinfo=UTC))
+    for instant, _ in changes[:2]:
+        base = instant + dt.timedelta(minutes=minutes)
+        texts = [wall_clock_text(base + dt.timedelta(minutes=k), zone) for k in range(0, 181)]
+        assert len(set(texts)) == len(texts)
+
+
+def test_new_york_autumn_hours_are_labelled_apart():
+    period = Period(dt.datetime(2025, 11, 2, 4, tzinfo=UTC), dt.datetime(2025, 11, 2, 8, tzinfo=UTC),
+                    "America/New_York")
+    assert [wall_clock_text(h, period.timezone) for h in hours_of(period)] == [
+        "2025-11-02 00:00", "2025-11-02 01:00 EDT", "2025-11-02 01:00 EST", "2025-11-02 02:00"]

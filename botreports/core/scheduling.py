@@ -120,6 +120,56 @@ def local_date(instant: dt.datetime, tz: str) -> dt.date:
     return instant.astimezone(zone(tz)).date()
 
 
+def hours_of(period: Period) -> List[dt.datetime]:
+    """Every local clock hour that a period touches, in order, as the aware UTC instant it
+    began (none for an empty period): the hours an hourly grouping of the period's events can
+    give. Where clocks go back an hour comes twice (two instants); where they go forward one
+    is skipped. An hour holding an offset change off the hour began at the offset before it
+    (Lord Howe's 01:00 when clocks go from 02:00 back to 01:30), as ``zoneinfo`` reads it."""
+    if period.end <= period.start:
+        return []
+    hour = 3_600_000
+    start, end = _ms(period.start), _ms(period.end)
+    first, changes = offset_changes(period.timezone, period.start, period.end)
+    cuts = [(start, first * 1000)] + [(_ms(instant), offset * 1000) for instant, offset in changes]
+    # From a change to the next whole local hour, the hour began at the offset before the change.
+    early = [(at, at + (-(at + after)) % hour, before)
+             for (at, after), (_, before) in zip(cuts[1:], cuts)]
+
+    def began(t: int, offset: int) -> int:
+        hour_offset = next((before for at, until, before in early if at <= t < until), offset)
+        return (t + offset) // hour * hour - hour_offset
+
+    found = set()
+    for k, (lo, offset) in enumerate(cuts):
+        hi = cuts[k + 1][0] if k + 1 < len(cuts) else end
+        # The hour is the same between two local hour marks: one look in each stretch suffices.
+        marks = {lo} | {until for at, until, _ in early if lo <= until < hi}
+        mark = lo + (-(lo + offset)) % hour
+        while mark < hi:
+            marks.add(mark)
+            mark += hour
+        found.update(began(t, offset) for t in marks)
+    return [dt.datetime.fromtimestamp(ms / 1000, UTC) for ms in sorted(found)]
+
+
+def _ms(instant: dt.datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def wall_clock_text(instant: dt.datetime, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """``instant`` as a clock in ``tz`` reads it (``fmt``), with the zone's abbreviation where
+    that reading comes twice because clocks went back: ``2025-11-02 01:30 EDT`` and
+    ``2025-11-02 01:30 EST`` are an hour apart. A naive ``instant`` is UTC."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    local = instant.astimezone(zone(tz))
+    text = local.strftime(fmt)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        text += f" {local.tzname()}"
+    return text
+
+
 def days_of(period: Period) -> List[dt.date]:
     """Every local date that a period touches, in order (none for an empty period)."""
     if period.end <= period.start:

@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from typing import Optional
 
-from ...core.scheduling import zone
+from ...core.scheduling import wall_clock_text, zone
 
 MISSING = "–"
 NUMERIC_TYPES = ("integer", "number", "percent", "duration")
@@ -98,7 +98,7 @@ def format_cell(value, column_type: str, timezone: str = "UTC") -> str:
         return format_duration(value)
     if column_type == "datetime":
         local = as_local_datetime(value, timezone)
-        return local.strftime("%Y-%m-%d %H:%M:%S") if local else str(value)
+        return wall_clock_text(local, timezone, "%Y-%m-%d %H:%M:%S") if local else str(value)
     if column_type == "date":
         day = as_date(value)
         return day.isoformat() if day else str(value)

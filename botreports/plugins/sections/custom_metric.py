@@ -11,15 +11,17 @@ from __future__ import annotations
 from ... import hookimpl
 from ...core.custom_metrics import CHARTS, MEASURES, TIME_COLUMNS, parse_metric, validate_options
 from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
-from ...core.scheduling import days_of
+from ...core.scheduling import days_of, hours_of, wall_clock_text
 from .labels import bot_label, bot_names
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _label(metric, names, group):
+def _label(metric, names, group, timezone):
     if group is None:
         return "(none)"
+    if metric.group_by == "hour":  # the local clock hour, as the table shows it
+        return wall_clock_text(group, timezone)
     if metric.group_by == "bot_id":
         return bot_label(names, group)
     if metric.group_by == "weekday":
@@ -44,22 +46,24 @@ def custom_metric(ctx):
     if metric.group_by is None:
         value = rows[0]["value"] if rows else None
         return [Kpis([Kpi(value_name, title, value)])]
-    if metric.group_by == "day":
-        # every local day of the period, quiet days as zeros (or empty for min/max/avg/percentiles)
+    if metric.group_by in ("day", "hour"):
+        # every local day (hour) of the period, quiet ones as zeros (or empty for min/max/avg/percentiles)
         found = {row["group"]: row["value"] for row in rows}
         empty = 0 if metric.measure in ("count", "distinct", "sum") else None
-        rows = [{"group": day, "value": found.get(day, empty)} for day in days_of(ctx.scope.period)]
+        every = days_of if metric.group_by == "day" else hours_of
+        rows = [{"group": group, "value": found.get(group, empty)} for group in every(ctx.scope.period)]
     names = bot_names(ctx) if metric.group_by == "bot_id" else {}
+    timezone = ctx.scope.period.timezone
     group_type = {"day": "date", "week": "date", "hour": "datetime"}.get(metric.group_by, "text")
     group_value = ((lambda row: row["group"]) if group_type != "text"
-                   else (lambda row: _label(metric, names, row["group"])))
+                   else (lambda row: _label(metric, names, row["group"], timezone)))
     number_type = "integer" if metric.measure in ("count", "distinct") else "number"
     blocks = [Table(title, (Column("group", metric.group_by.replace("_id", "").replace("_", " ").capitalize(),
                                    group_type), Column(value_name, value_label, number_type)),
                     [[group_value(row), row["value"]] for row in rows])]
     chart = ctx.options.get("chart") or ("line" if metric.is_time_grouped and metric.group_by != "weekday" else "bar")
     if ctx.include_charts and chart != "none" and rows:
-        blocks.append(Chart(title, chart, [_label(metric, names, row["group"]) for row in rows],
+        blocks.append(Chart(title, chart, [_label(metric, names, row["group"], timezone) for row in rows],
                             [Series(value_label, [row["value"] for row in rows])],
                             x_label=metric.group_by.replace("_id", ""), y_label=value_label))
     return blocks
