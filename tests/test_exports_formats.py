@@ -131,6 +131,51 @@ def test_pdf_text_of_titles_in_any_script(botreports_demo_db, tmp_path):
     assert title in first_page and "Page 1 of" in first_page
 
 
+def text_lines(item):
+    """The text lines of a pdfminer layout item, however deep."""
+    from pdfminer.layout import LTTextLine
+
+    if isinstance(item, LTTextLine):
+        yield item
+    for child in getattr(item, "_objs", ()):
+        yield from text_lines(child)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pdf_text_stays_within_the_page(rendered, case):
+    """Wide tables (the weekday x hour grid, raw rows of fourteen columns) fit the width of
+    the paper: no text line runs off any page."""
+    from pdfminer.high_level import extract_pages
+
+    for page in extract_pages(str(rendered(case, "pdf"))):
+        for line in text_lines(page):
+            assert 0 <= line.x0 and line.x1 <= page.width, line.get_text()
+
+
+def test_pdf_long_title_stays_on_the_page(botreports_demo_db, tmp_path):
+    """A title of 200 characters without a space wraps on the cover and is cut short in the
+    running header: no text runs off the page, and the title is printed once per page at most."""
+    from pdfminer.high_level import extract_pages
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(botreports_demo_db, tmp_path / "data" / "analytics.db")
+    rk = Reports(data_dir=tmp_path / "data", load_entrypoints=False)
+    try:
+        path = rk.render(SYSTEM, {"type": "usage", "format": "pdf", "title": "X" * 200, **PERIOD},
+                         tmp_path / "t.pdf")
+    finally:
+        rk.close()
+
+    pages = list(extract_pages(str(path)))
+    for page in pages:
+        for line in text_lines(page):
+            assert 0 <= line.x0 and line.x1 <= page.width, line.get_text()
+    cover = "".join(line.get_text() for line in text_lines(pages[0]))
+    assert cover.count("X") == 200  # wrapped, whole, once
+    header = "".join(line.get_text() for line in text_lines(pages[1]) if "X" in line.get_text())
+    assert header.strip().endswith("…") and header.count("X") < 100
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_xlsx_has_sheets_typed_cells_and_charts(rendered, case):
     import openpyxl

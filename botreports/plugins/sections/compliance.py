@@ -7,6 +7,7 @@ import datetime as dt
 
 from ... import hookimpl
 from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
+from ...core.scheduling import wall_clock_text
 from .kpi_math import rate
 from .labels import bot_label, bot_names
 
@@ -84,12 +85,13 @@ def data_retention(ctx):
     days = ctx.options["retention_days"] or getattr(ctx.settings, "data_retention_days", 365)
     # As of the end of the report's period, so a report of a past month reads the same when re-run.
     cutoff = ctx.scope.period.end - dt.timedelta(days=days)
+    tz = ctx.scope.period.timezone
     names = bot_names(ctx)
     rows = [[bot_label(names, row["bot_id"]), row["conversations"], row["oldest_at"]]
             for row in ctx.source.retention_overview(ctx.scope, cutoff)]
     total = sum(row[1] for row in rows)
     verdict = ("No conversation is older than the retention period." if not total else
-               f"**{total:,} conversations** started before {cutoff:%Y-%m-%d %H:%M} UTC, older than the "
+               f"**{total:,} conversations** started before {wall_clock_text(cutoff, tz)} ({tz}), older than the "
                f"retention period of {days} days; they should be deleted or anonymised.")
     return [Kpis([Kpi("retention_days", "Retention period", days, "days"),
                   Kpi("conversations_past_retention", "Conversations past retention", total)]),

@@ -123,9 +123,11 @@ def throughput(ctx):
 
 def system_health(ctx):
     hosts = ctx.source.system_health(ctx.scope)
+    if hosts is None:  # the source does not record them at all (not the same as a quiet period)
+        return [Text("No system samples: this data source does not record them (botserver keeps its "
+                     "system metrics outside its database; ingest them to report on them).")]
     if not hosts:
-        return [Text("No system samples in this period: the data source records none "
-                     "(botserver keeps them outside its database unless they are ingested).")]
+        return [Text("No system samples in this period.")]
     rows = [[h["host"], h["samples"], h["cpu_avg"], h["cpu_max"], h["mem_avg"], h["mem_max"], h["requests"],
              h["errors"], rate(h["errors"], h["requests"]), h["p95_avg_ms"], h["p95_max_ms"]] for h in hosts]
     blocks = [Table("Hosts", (
