@@ -131,6 +131,26 @@ def test_pdf_text_of_titles_in_any_script(botreports_demo_db, tmp_path):
     assert title in first_page and "Page 1 of" in first_page
 
 
+def test_xlsx_about_sheet_keeps_its_name_and_notes_read_as_plain_text(botreports_demo_db, tmp_path):
+    import openpyxl
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(botreports_demo_db, tmp_path / "data" / "analytics.db")
+    rk = Reports(data_dir=tmp_path / "data", load_entrypoints=False)
+    try:
+        path = rk.render(SYSTEM, {"type": "custom", "format": "xlsx", **PERIOD, "sections": [
+            {"type": "peak_hours"},
+            {"type": "custom_metric", "title": "About", "table": "messages", "measure": "count", "group_by": "bot"}]},
+            tmp_path / "t.xlsx")
+    finally:
+        rk.close()
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames[-1] == "About" and "About (2)" in book.sheetnames
+    notes = [row[1].value for row in book["About"].iter_rows() if row[0].value == "Note"]
+    assert notes and all("**" not in note for note in notes)
+    assert any(note.startswith("Busiest hour: ") for note in notes)
+
+
 def text_lines(item):
     """The text lines of a pdfminer layout item, however deep."""
     from pdfminer.layout import LTTextLine

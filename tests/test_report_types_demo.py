@@ -218,6 +218,22 @@ def test_custom_metric_per_hour_has_every_local_hour_labelled_locally(reports, s
     assert [dt.datetime.fromisoformat(row[0].replace("Z", "+00:00")) for row in table["rows"]] == hours
 
 
+def test_custom_metric_labels_read_as_words(reports, system_principal, tmp_path):
+    document = render(reports, system_principal, tmp_path, {"type": "custom", "sections": [
+        {"type": "custom_metric", "table": "messages", "measure": "count", "group_by": "is_error",
+         "filters": {"direction": "out"}},
+        {"type": "custom_metric", "table": "messages", "measure": "p95", "field": "latency_ms"}]})
+    errors, latency = [s["blocks"] for s in document["sections"]]
+    table, chart = errors
+    assert [c["label"] for c in table["columns"]] == ["Is error", "Count of messages"]
+    counts = dict(sql(reports, "SELECT is_error, count(*) FROM messages WHERE direction = 'out'"
+                               " AND created_at >= ? AND created_at < ? GROUP BY is_error", [LO, HI]))
+    assert {row[0]: row[1] for row in table["rows"]} == {"no": counts[0], "yes": counts[1]}
+    assert chart["x_label"] == "Is error" and chart["y_label"] == "Count of messages"
+    kpi = latency[0]["items"][0]
+    assert (kpi["label"], kpi["unit"]) == ("p95 of latency (ms)", "ms")
+
+
 def problems(reports, principal, body):
     with pytest.raises(ValidationError) as caught:
         reports.generate(principal, {"format": "json", **PERIOD, **body})

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, List, Optional
 from ... import hookimpl
 from ...core.models import Exporter
 from ...core.scheduling import zone
+from ..templates.markdown_text import markdown_as_text
 from . import xlsx_rows
 from .cell_safety import FORMULA_TRIGGERS
 from .chart_svg import PALETTE
@@ -57,10 +58,17 @@ def safe_text(value) -> str:
 
 
 class SheetNames:
-    """Unique, valid sheet names (31 characters, no ``[]:*?/\\``, case-insensitive)."""
+    """Unique, valid sheet names (31 characters, no ``[]:*?/\\``, case-insensitive).
 
-    def __init__(self):
-        self.used = set()
+    ``reserved`` names belong to the workbook's own sheets (``About``): a table or chart titled
+    the same gets a numbered name, and ``reserved_name`` hands the name itself to its owner."""
+
+    def __init__(self, reserved=()):
+        self.reserved = {name.lower(): name for name in reserved}
+        self.used = set(self.reserved)
+
+    def reserved_name(self, name: str) -> str:
+        return self.reserved[name.lower()]
 
     def __call__(self, wanted: str) -> str:
         base = re.sub(r"[\[\]:*?/\\]", " ", wanted or "Sheet").strip().strip("'") or "Sheet"
@@ -286,7 +294,7 @@ def write_about(workbook, names: SheetNames, document, notes: List[str], csv_not
     from .display_values import period_text
     from .document_html import filters_of
 
-    sheet = workbook.create_sheet(names("About"))
+    sheet = workbook.create_sheet(names.reserved_name("About"))
     _widths(sheet, [22, 90])
     local = _local(document.period.timezone)
     title = WriteOnlyCell(sheet, value=safe_text(document.title))
@@ -319,7 +327,7 @@ def export_xlsx(document, stream, options):
     from openpyxl import Workbook
 
     workbook = Workbook(write_only=True)
-    names = SheetNames()
+    names = SheetNames(reserved=("About",))
     tz = document.period.timezone
     write_summary(workbook, names, document)
     notes, raw_tables = [], []
@@ -333,7 +341,7 @@ def export_xlsx(document, stream, options):
             elif block.kind == "chart":
                 write_chart(workbook, names, block)
             elif block.kind == "text":
-                notes.append(block.markdown)
+                notes.append(markdown_as_text(block.markdown))
     for table in raw_tables:
         title = "Raw data" if len(raw_tables) == 1 else f"Raw data - {table.title}"
         write_table(workbook, names, title, table, tz)

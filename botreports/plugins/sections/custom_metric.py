@@ -9,12 +9,34 @@ then compiled by the data source into parameterised SQL.
 from __future__ import annotations
 
 from ... import hookimpl
+from ...core.analytics_schema import TABLES
 from ...core.custom_metrics import CHARTS, MEASURES, TIME_COLUMNS, parse_metric, validate_options
 from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of, hours_of, wall_clock_text
 from .labels import bot_label, bot_names
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+MEASURE_WORDS = {"count": "Count", "distinct": "Distinct", "sum": "Sum", "avg": "Average", "min": "Minimum",
+                 "max": "Maximum"}
+
+
+def words_of(name: str) -> str:
+    """A column's name as words for a heading: ``latency_ms`` as ``latency (ms)``, ``bot_id`` as ``bot``."""
+    name = name[:-3] if name.endswith("_id") else name
+    if name.endswith("_ms"):
+        return name[:-3].replace("_", " ") + " (ms)"
+    return name.replace("_", " ")
+
+
+def value_label_of(metric) -> str:
+    """``Count of messages``, ``p95 of latency (ms)``, ``Distinct user``."""
+    measure = MEASURE_WORDS.get(metric.measure, metric.measure)
+    return f"{measure} of {words_of(metric.field) if metric.field else metric.table}"
+
+
+def _is_boolean(metric) -> bool:
+    spec = TABLES[metric.table].get(metric.group_by)
+    return spec is not None and spec.kind == "boolean"
 
 
 def _label(metric, names, group, timezone):
@@ -28,6 +50,8 @@ def _label(metric, names, group, timezone):
         return WEEKDAYS[group]
     if metric.group_by == "hour_of_day":
         return f"{group:02d}:00"
+    if _is_boolean(metric):  # stored as 0 and 1
+        return "yes" if int(group) else "no"
     if hasattr(group, "isoformat"):
         return group.isoformat()
     return str(group)
@@ -41,11 +65,13 @@ def custom_metric(ctx):
     if rows is None:  # the source does not record what this metric measures (not the same as zero)
         return [Text("No data: this data source does not record what this metric measures.")]
     value_name = metric.measure if not metric.field else f"{metric.measure}_{metric.field}"
-    value_label = metric.measure + (f" of {metric.field}" if metric.field else f" of {metric.table}")
+    value_label = value_label_of(metric)
+    # A measure of milliseconds (latency, duration) reads as a duration, not as a bare number.
+    unit = "ms" if (metric.field or "").endswith("_ms") and metric.measure not in ("count", "distinct") else ""
     title = ctx.options.get("title") or value_label
     if metric.group_by is None:
         value = rows[0]["value"] if rows else None
-        return [Kpis([Kpi(value_name, title, value)])]
+        return [Kpis([Kpi(value_name, title, value, unit)])]
     if metric.group_by in ("day", "hour"):
         # every local day (hour) of the period, quiet ones as zeros (or empty for min/max/avg/percentiles)
         found = {row["group"]: row["value"] for row in rows}
@@ -58,14 +84,14 @@ def custom_metric(ctx):
     group_value = ((lambda row: row["group"]) if group_type != "text"
                    else (lambda row: _label(metric, names, row["group"], timezone)))
     number_type = "integer" if metric.measure in ("count", "distinct") else "number"
-    blocks = [Table(title, (Column("group", metric.group_by.replace("_id", "").replace("_", " ").capitalize(),
-                                   group_type), Column(value_name, value_label, number_type)),
+    group_label = words_of(metric.group_by).capitalize()
+    blocks = [Table(title, (Column("group", group_label, group_type), Column(value_name, value_label, number_type)),
                     [[group_value(row), row["value"]] for row in rows])]
     chart = ctx.options.get("chart") or ("line" if metric.is_time_grouped and metric.group_by != "weekday" else "bar")
     if ctx.include_charts and chart != "none" and rows:
         blocks.append(Chart(title, chart, [_label(metric, names, row["group"], timezone) for row in rows],
                             [Series(value_label, [row["value"] for row in rows])],
-                            x_label=metric.group_by.replace("_id", ""), y_label=value_label))
+                            x_label=group_label, y_label=value_label))
     return blocks
 
 

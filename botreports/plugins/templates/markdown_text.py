@@ -29,3 +29,15 @@ def render_markdown(text: str) -> str:
 
     return sanitize_html(markdown.markdown(text or "", extensions=["tables", "sane_lists"],
                                            output_format="html"))
+
+
+def markdown_as_text(text: str) -> str:
+    """Markdown as the plain text a reader of it sees (``**12**`` as ``12``, a link as its
+    words), for places that show no formatting, such as a spreadsheet cell."""
+    import html
+
+    import markdown
+    import nh3
+
+    rendered = markdown.markdown(text or "", extensions=["tables", "sane_lists"], output_format="html")
+    return html.unescape(nh3.clean(rendered, tags=set())).strip()
