@@ -41,6 +41,16 @@ def test_invalid_report_parameters_exit_2_naming_the_field(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.parametrize("start,end,option", [("9999-12-31", "9999-12-31", "--start"),
+                                               ("2025-01-01", "0001-01-01", "--end")])
+def test_dates_out_of_range_exit_2_naming_the_option(tmp_path, start, end, option):
+    done = run("generate", "--data-dir", str(tmp_path), "--type", "usage", "--start", start, "--end", end,
+               "--format", "json", "--out", str(tmp_path / "x.json"))
+    assert done.returncode == 2, done.stderr
+    assert f"{option} (" in done.stderr and "from 1970-01-01 to 9998-12-31" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x.json").exists()
+
+
 def test_keys_create_prints_key_once_and_stores_hash(tmp_path):
     done = run("keys", "create", "--role", "report_admin", "--org", "org-acme", "--data-dir", str(tmp_path))
     assert done.returncode == 0

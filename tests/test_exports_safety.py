@@ -237,10 +237,14 @@ def test_bad_export_options_name_their_field(reports, system_principal, tmp_path
     assert [d["field"] for d in caught.value.details] == [field]
 
 
-def test_options_of_another_format_are_ignored(reports, system_principal, tmp_path):
+def test_options_of_another_format_are_refused(reports, system_principal, tmp_path):
     body = {"type": "usage", "format": "csv", "start_date": "2025-01-20", "end_date": "2025-01-31",
             "options": {"page_size": "Letter", "csv_dialect": "semicolon"}}
-    out = reports.render(system_principal, body, tmp_path / "x.csv")
+    with pytest.raises(ValidationError) as caught:
+        reports.render(system_principal, body, tmp_path / "x.csv")
+    assert caught.value.details == [{"field": "options.page_size", "problem": "not an option of format csv"}]
+    assert not (tmp_path / "x.csv").exists()
+    out = reports.render(system_principal, {**body, "options": {"csv_dialect": "semicolon"}}, tmp_path / "x.csv")
     header = out.read_text().splitlines()[0]
     assert header.count(";") >= 2 and "," not in header
 

@@ -250,6 +250,86 @@ def test_bad_requests_answer_400_naming_the_field(pending_api):
     assert response.status_code == 400 and response.json()["details"][0]["field"] == "verbose"
 
 
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(pending_api):
+    key = key_of(pending_api)
+    deep = "[" * 100000 + "]" * 100000
+    schedule_id = pending_api.request("POST", f"{BASE}/schedule", key, json=SEED_SCHEDULE).json()["schedule_id"]
+    json_type = {"Content-Type": "application/json"}
+    for method, path in [("POST", f"{BASE}/generate"), ("PUT", f"{BASE}/schedule/{schedule_id}"),
+                         ("POST", f"{BASE}/templates")]:
+        for body in (deep, '{"type": "usage", "options": {"a": ' + "[" * 100 + "]" * 100 + "}}"):
+            response = pending_api.request(method, path, key, data=body, headers=json_type)
+            assert response.status_code == 400, (method, path, response.text)
+            (detail,) = response.json()["details"]
+            assert detail["field"] == "body" and "is not valid JSON: nested too deeply" in detail["problem"]
+    events = json.dumps({"table": "bots", "id": "b-1", "name": "b", "created_at": "2025-01-01T00:00:00Z"})
+    response = pending_api.request("POST", "/api/v1/events", key, data=f"{events}\n{deep}\n",
+                                   headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 400, response.text  # the bad line's batch is left out whole
+    assert response.json()["details"] == [{"field": "line 2",
+                                           "problem": "is not valid JSON: nested too deeply (at most 64 levels)"}]
+
+
+def test_lone_surrogates_are_a_400_naming_the_field(pending_api):
+    key = key_of(pending_api)
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        (f"{BASE}/generate", '{"type": "usage", "format": "json", "title": "\\ud800"}', "title"),
+        (f"{BASE}/generate", '{"type": "custom", "sections": [{"type": "usage_summary", "x": "\\udfff"}]}',
+         "sections[0].x"),
+        (f"{BASE}/templates", '{"type": "usage", "name": "\\ud800"}', "name"),
+        (f"{BASE}/schedule", '{"type": "usage", "cron": "0 8 * * 1", "title": "\\ud800"}', "title"),
+        (f"{BASE}/schedule", '{"type": "usage", "cron": "0 8 * * 1", "name": "x\\ud800"}', "name"),
+    ]
+    for path, body, field in cases:
+        response = pending_api.request("POST", path, key, data=body, headers=json_type)
+        assert response.status_code == 400, (path, body, response.text)
+        problems = {d["field"]: d["problem"] for d in response.json()["details"]}
+        assert "must be valid Unicode text" in problems[field], (path, problems)
+    event = {"table": "messages", "id": "m-s", "conversation_id": "c", "bot_id": "bot-001", "channel": "web",
+             "user_id": "\ud800", "direction": "in", "created_at": "2025-01-05T10:00:00Z"}
+    response = pending_api.request("POST", "/api/v1/events", key, data=json.dumps(event) + "\n",
+                                   headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 400
+    assert response.json()["details"][0]["problem"].startswith("user_id must be valid Unicode text")
+    assert pending_api.reports.store.db.execute("SELECT count(*) FROM templates").fetchone()[0] == 0
+
+
+def test_dates_out_of_the_supported_range_are_a_400(pending_api):
+    key = key_of(pending_api)
+    for start, end, fields in [("9999-12-31", "9999-12-31", {"start_date", "end_date"}),
+                               ("0001-01-01T00:00:00+14:00", "2025-01-31", {"start_date"}),
+                               ("0001-01-01", "0001-01-02", {"start_date", "end_date"})]:
+        response = pending_api.request("POST", f"{BASE}/generate", key,
+                                       json={**JSON_USAGE, "start_date": start, "end_date": end})
+        assert response.status_code == 400, response.text
+        problems = {d["field"]: d["problem"] for d in response.json()["details"]}
+        assert set(problems) == fields
+        assert all("dates must be from 1970-01-01 to 9998-12-31" in p for p in problems.values())
+    for query, field in [("created_after=9999-12-31T23:59:59-12:00", "created_after"),
+                         ("created_before=0001-01-01T00:00:00%2B14:00", "created_before")]:
+        response = pending_api.request("GET", f"{BASE}?{query}", key)
+        assert response.status_code == 400, response.text
+        assert [d["field"] for d in response.json()["details"]] == [field]
+    assert pending_api.reports.store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 0
+
+
+def test_seed_custom_report_without_dates_covers_the_last_30_days(pending_api):
+    key = key_of(pending_api, "report_creator")
+    seed = {"type": "custom", "title": "Executive Summary", "format": "pdf",
+            "sections": [{"type": "usage_summary"}, {"type": "top_conversations"}, {"type": "satisfaction_scores"}]}
+    response = pending_api.request("POST", f"{BASE}/generate", key, json=seed)
+    assert response.status_code == 202, response.text
+    parameters = pending_api.request("GET", f"{BASE}/{response.json()['report_id']}", key).json()["parameters"]
+    today = dt.datetime.now(dt.timezone.utc).date()
+    start = dt.datetime.fromisoformat(parameters["start_date"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(parameters["end_date"].replace("Z", "+00:00"))
+    # (today may turn over between the request and this line)
+    assert end.date() in (today, today - dt.timedelta(days=1)) and end - start == dt.timedelta(days=30)
+    one_date = pending_api.request("POST", f"{BASE}/generate", key, json={**seed, "start_date": "2025-01-01"})
+    assert one_date.status_code == 400 and [d["field"] for d in one_date.json()["details"]] == ["end_date"]
+
+
 def test_body_above_the_limit_is_413(tmp_path, botreports_demo_db):
     rk = _make(tmp_path, botreports_demo_db, queue=RecordingQueue(), max_body_bytes=2048)
     server = LiveServer(rk)
@@ -316,7 +396,11 @@ def test_unexpected_errors_are_500_without_a_traceback(pending_api):
 def test_download_headers_are_safe_for_any_title(api):
     key = key_of(api)
     title = 'Relatório "Q1"\r\nSet-Cookie: x=1; ünïcode/../..'
-    report_id = generate_and_wait(api, key, {**JSON_USAGE, "title": title})
+    refused = api.request("POST", f"{BASE}/generate", key, json={**JSON_USAGE, "title": title})
+    assert refused.status_code == 400 and refused.json()["details"][0]["field"] == "title"
+    report_id = generate_and_wait(api, key, {**JSON_USAGE, "title": 'Relatório "Q1"; ünïcode/../..'})
+    # A title stored before titles were checked for control characters: the header stays safe.
+    api.reports.store.update_report(report_id, title=title)
     response = api.request("GET", f"{BASE}/{report_id}/download", key)
     assert response.status_code == 200
     assert "Set-Cookie" not in response.headers
@@ -460,7 +544,41 @@ def test_unfinished_reports_are_capped_per_organisation(tmp_path, botreports_dem
         rk.close()
 
 
+def test_unfinished_cap_holds_under_concurrent_requests(tmp_path, botreports_demo_db):
+    import threading
+
+    from botreports import RateLimited
+    rk = _make(tmp_path, botreports_demo_db, queue=RecordingQueue(), max_unfinished=20)
+    creator = Principal("ana", "org-acme", {"report_creator"})
+    outcomes, start = [], threading.Barrier(40)
+
+    def request():
+        start.wait()
+        try:
+            rk.generate(creator, JSON_USAGE)
+            outcomes.append("accepted")
+        except RateLimited:
+            outcomes.append("capped")
+
+    try:
+        threads = [threading.Thread(target=request) for _ in range(40)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        unfinished = rk.store.db.execute(
+            "SELECT count(*) FROM reports WHERE org_id = 'org-acme' AND state IN ('pending', 'running')").fetchone()[0]
+        assert unfinished == 20 and sorted(outcomes) == ["accepted"] * 20 + ["capped"] * 20
+    finally:
+        rk.close()
+
+
 # -- events, health, the request log -------------------------------------------------
+
+
+def test_health_ignores_query_parameters(pending_api):
+    response = pending_api.request("GET", f"{BASE}/health?x=1&_=1732630000&x=2")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
 def test_events_ingest_ndjson(api):

@@ -57,6 +57,22 @@ def test_conversation_ending_before_it_starts_is_refused(reports, system_princip
     assert count(reports, "conversations", "id IN ('cx', 'cy')") == 1
 
 
+def test_deeply_nested_line_is_a_bad_line_not_a_crash(reports, system_principal):
+    deep = "[" * 100000 + "]" * 100000 + "\n"
+    result = reports.ingest(system_principal, [lines(MSG)[0], deep, '{"table": []}\n'], batch_size=1)
+    assert result == {"inserted": {"messages": 1}, "errors": [
+        {"line": 2, "problem": "is not valid JSON: nested too deeply (at most 64 levels)"},
+        {"line": 3, "problem": "table must be one of bots, conversations, messages, llm_calls, system_samples, "
+                               "audit_events"}]}
+
+
+def test_text_with_a_lone_surrogate_is_refused_naming_the_field(reports, system_principal):
+    result = reports.ingest(system_principal, [json.dumps({**MSG, "user_id": "\ud800"}) + "\n"])
+    assert result["inserted"] == {} and [e["line"] for e in result["errors"]] == [1]
+    assert result["errors"][0]["problem"].startswith("user_id must be valid Unicode text")
+    assert count(reports, "messages", "id = 'x-1'") == 0
+
+
 def test_organisation_may_only_ingest_its_own_events(reports, principal_factory):
     result = reports.ingest(principal_factory("admin"), lines({**MSG, "org_id": "org-globex"},
                                                               {k: v for k, v in MSG.items() if k != "org_id"}))

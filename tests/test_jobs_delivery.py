@@ -149,9 +149,13 @@ def test_webhook_posts_json_with_a_signed_link(reports, principal_factory):
     Hook.received = []
     try:
         url = f"http://127.0.0.1:{server.server_port}/hooks/reports?team=ops"
-        reports.settings.webhook_allow_private = False
         reports.settings.retry_backoff = 0.01
-        _, refused = fire_once(reports, principal_factory("admin"), {**BODY, "webhooks": [url]})
+        # Saved while private webhooks were allowed, the hook is refused at delivery once they are not.
+        reports.settings.webhook_allow_private = True
+        schedule = reports.create_schedule(principal_factory("admin"), {**BODY, "webhooks": [url]})
+        reports.settings.webhook_allow_private = False
+        reports.run_due_schedules(schedule.next_run_at + dt.timedelta(seconds=5))
+        refused = reports.store.get_report(reports.store.runs_of(schedule.id)[0]["report_id"])
         rows = reports.store.deliveries_of(refused.id)
         # refused for good: recorded once as refused, never retried
         assert [r["state"] for r in rows] == ["refused"] and "loopback" in rows[0]["detail"]

@@ -161,7 +161,10 @@ def test_permission_is_asked_again_at_run_time(reports, principal_factory, clock
     ({"period": "last_year"}, "period", "previous_day"),
     ({"recipients": ["ok@example.com", "nope"]}, "recipients", "item 1"),
     ({"recipients": [f"u{i}@example.com" for i in range(21)]}, "recipients", "at most 20"),
-    ({"webhooks": ["ftp://example.com/x"]}, "webhooks", "http"),
+    ({"webhooks": ["ftp://example.com/x"]}, "webhooks[0]", "http"),
+    ({"webhooks": ["https://x.example/h", "http://[::1"]}, "webhooks[1]", "http"),
+    ({"template_id": "tpl-nope"}, "template_id", "unknown template 'tpl-nope'"),
+    ({"name": "Weekly\u202e"}, "name", "bidirectional-override"),
     ({"subject": "two\nlines"}, "subject", "one line"),
     ({"enabled": "yes"}, "enabled", "true or false"),
     ({"start_date": "2025-01-01"}, "start_date", "relative period"),
@@ -172,6 +175,53 @@ def test_bad_schedule_is_a_400_naming_the_field(reports, principal_factory, chan
         reports.create_schedule(principal_factory("admin"), {**WEEKLY, **change})
     problems = {d["field"]: d["problem"] for d in caught.value.details}
     assert field in problems and words in problems[field], problems
+
+
+def test_schedule_template_must_exist_and_be_the_organisations_own(reports, principal_factory):
+    acme, globex = principal_factory("admin"), principal_factory("admin", "org-globex")
+    theirs = reports.create_template(globex, {"name": "Globex pack", "type": "usage"})
+    ours = reports.create_template(acme, {"name": "Acme pack", "type": "usage", "format": "json"})
+    for template_id in ("tpl-nope", theirs.id):
+        with pytest.raises(ValidationError) as caught:
+            reports.generate(acme, {"template_id": template_id})
+        generate_problem = {d["field"]: d["problem"] for d in caught.value.details}["template_id"]
+        with pytest.raises(ValidationError) as caught:
+            reports.create_schedule(acme, {"template_id": template_id, "cron": "0 8 * * 1"})
+        assert {d["field"]: d["problem"] for d in caught.value.details} == {"template_id": generate_problem}
+    made = reports.create_schedule(acme, {"template_id": ours.id, "cron": "0 8 * * 1"})
+    assert made.definition["template_id"] == ours.id
+    with pytest.raises(ValidationError) as caught:
+        reports.update_schedule(acme, made.id, {"template_id": theirs.id})
+    assert [d["field"] for d in caught.value.details] == ["template_id"]
+    assert reports.get_schedule(acme, made.id).definition["template_id"] == ours.id
+    assert reports.store.db.execute("SELECT count(*) FROM schedules").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://127.0.0.1:9911/hook", "http://10.1.2.3/h",
+                                 "https://[::1]/h", "http://[::ffff:192.168.0.1]/h", "http://localhost:8080/h",
+                                 "http://LOCALHOST./h", "http://api.localhost/h", "http://0.0.0.0/h"])
+def test_webhooks_to_private_addresses_are_refused_when_saved(reports, principal_factory, url):
+    admin = principal_factory("admin")
+    reports.settings.webhook_allow_private = False
+    body = {**WEEKLY, "webhooks": ["https://hooks.example.com/ok", url]}
+    with pytest.raises(ValidationError) as caught:
+        reports.create_schedule(admin, body)
+    problems = {d["field"]: d["problem"] for d in caught.value.details}
+    assert list(problems) == ["webhooks[1]"] and "webhooks may only reach public addresses" in problems["webhooks[1]"]
+    made = reports.create_schedule(admin, {**WEEKLY, "webhooks": ["https://hooks.example.com/ok"]})
+    with pytest.raises(ValidationError):
+        reports.update_schedule(admin, made.id, {"webhooks": [url]})
+    assert reports.get_schedule(admin, made.id).webhooks == ["https://hooks.example.com/ok"]
+    reports.settings.webhook_allow_private = True
+    assert reports.update_schedule(admin, made.id, {"webhooks": [url]}).webhooks == [url]
+
+
+def test_webhook_host_names_are_left_to_delivery(reports, principal_factory):
+    # No DNS at request time: a name is checked against what it resolves to when the hook is called.
+    reports.settings.webhook_allow_private = False
+    made = reports.create_schedule(principal_factory("admin"), {
+        **WEEKLY, "webhooks": ["https://hooks.internal.example/h", "http://8.8.8.8/h"]})
+    assert made.webhooks == ["https://hooks.internal.example/h", "http://8.8.8.8/h"]
 
 
 def test_minimum_interval_and_recipient_cap_are_configurable(tmp_path, principal_factory):

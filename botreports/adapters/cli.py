@@ -6,11 +6,19 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 from ..core.errors import BotReportsError, ValidationError
+
+
+#: The option of ``generate`` that fills each request field, so an error names what the user typed.
+GENERATE_OPTIONS = {"type": "--type", "format": "--format", "start_date": "--start", "end_date": "--end",
+                    "period": "--period", "timezone": "--timezone", "bot_id": "--bot-id", "channel": "--channel",
+                    "title": "--title", "sections": "--sections", "template_id": "--template",
+                    "include_charts": "--no-charts", "data": "--data"}
 
 
 def _data_dir(value: Optional[str]) -> Path:
@@ -102,9 +110,23 @@ def cmd_generate(args) -> int:
         body["include_charts"] = False
     rk = _reports(args)
     principal = SYSTEM if args.org is None else attrs.evolve(SYSTEM, org_id=args.org)
-    out = rk.render(principal, body, Path(args.out))
+    try:
+        out = rk.render(principal, body, Path(args.out))
+    except ValidationError as exc:
+        raise _with_options(exc) from None
     print(f"wrote {out} ({out.stat().st_size:,} bytes)")
     return 0
+
+
+def _with_options(exc: ValidationError) -> ValidationError:
+    """The same problems with each field led by the ``generate`` option that set it:
+    ``--start (start_date): ...``, ``--sections (sections[0].type): ...``."""
+    problems = []
+    for detail in exc.details:
+        field = detail["field"]
+        option = GENERATE_OPTIONS.get(re.split(r"[.\[]", field, maxsplit=1)[0])
+        problems.append((f"{option} ({field})" if option else field, detail["problem"]))
+    return ValidationError.from_problems(problems)
 
 
 def cmd_keys_create(args) -> int:
@@ -228,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", required=True, help="report type (usage, custom, ...)")
     p.add_argument("--start", help="first day, YYYY-MM-DD")
     p.add_argument("--end", help="last day (inclusive), YYYY-MM-DD")
-    p.add_argument("--period", help="a relative period instead of --start/--end, e.g. last_7_days")
+    p.add_argument("--period", help="a relative period instead of --start/--end, e.g. last_7_days "
+                                     "(without either: last_30_days)")
     p.add_argument("--format", default="json", help="output format (default json)")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument("--timezone", default="UTC", help="IANA timezone for days and hours (default UTC)")

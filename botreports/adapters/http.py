@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, urlencode
 
+from ..core.convert import parse_json
 from ..core.errors import (BotReportsError, InvalidCredentials, PayloadTooLarge, RateLimited, Unauthorized,
                            ValidationError)
 from ..core.models import RequestInfo
@@ -225,9 +226,9 @@ class HttpApi:
         except UnicodeDecodeError as exc:
             raise ValidationError.from_problems([("body", f"is not UTF-8 (byte {exc.start})")]) from None
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
+            data = parse_json(text)
         except ValueError as exc:
-            raise ValidationError.from_problems([("body", f"is not valid JSON: {exc}")]) from None
+            raise ValidationError.from_problems([("body", str(exc))]) from None
         if not isinstance(data, dict):
             raise ValidationError.from_problems([("body", "must be a JSON object")])
         return data
@@ -235,7 +236,9 @@ class HttpApi:
     # -- responses ------------------------------------------------------
 
     def json_response(self, data: Any, status: int = 200, headers: Optional[dict] = None):
-        body = _JSON.encode(data).encode("utf-8")
+        # An error may quote what the client sent, a lone surrogate included; \ud800 is that
+        # character's JSON escape, so backslashreplace keeps the body valid JSON instead of a 500.
+        body = _JSON.encode(data).encode("utf-8", "backslashreplace")
         response = self.bottle.HTTPResponse(body=body, status=status, headers=JSON_HEADERS)
         for name, value in (headers or {}).items():
             response.set_header(name, value)
@@ -322,9 +325,11 @@ class HttpApi:
         return response
 
     def health(self, _principal):
-        """Liveness without authentication (for load balancers and ``make demo``)."""
+        """Liveness without authentication (for load balancers and ``make demo``).
+
+        Query parameters are ignored, not refused: monitors add cache-busters.
+        """
         from .. import __version__
-        self.query(self.bottle.request, ())
         return self.json_response({"status": "ok", "version": __version__,
                                    "queue": getattr(self.reports.queue, "name", "")})
 
@@ -474,7 +479,3 @@ def _lines(body: bytes) -> Iterator[bytes]:
             end = len(body)
         yield body[start:end]
         start = end + 1
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not allowed in JSON")

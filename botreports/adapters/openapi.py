@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ..core.models import REPORT_STATES
-from ..core.params import MAX_BOT_IDS, MAX_TITLE
-from ..core.scheduling import RELATIVE_PERIODS
+from ..core.params import DEFAULT_PERIOD, MAX_BOT_IDS, MAX_TITLE
+from ..core.scheduling import RELATIVE_PERIODS, SUPPORTED_YEARS
 from ..core.security import ROLES
 
 NULLABLE_STRING = {"type": ["string", "null"]}
@@ -74,25 +74,32 @@ def schemas(reports) -> Dict[str, Any]:
     types = sorted(reports.report_types)
     formats = sorted(reports.exporters)
     sections = sorted(reports.sections)
+    first_year, last_year = SUPPORTED_YEARS
+    years = f"years {first_year} to {last_year}"
     report_definition = {
         "type": {"type": "string", "enum": types, "description": "Report type"},
         "format": {"type": "string", "enum": formats, "default": "pdf", "description": "Export format"},
-        "start_date": {"type": "string", "description": "First day (YYYY-MM-DD) or instant, in `timezone`"},
-        "end_date": {"type": "string", "description": "Last day, inclusive (YYYY-MM-DD), or instant"},
+        "start_date": {"type": "string", "description": f"First day (YYYY-MM-DD) or instant, in `timezone`; {years}. "
+                                                        "Give it with end_date, or give period, or neither"},
+        "end_date": {"type": "string", "description": f"Last day, inclusive (YYYY-MM-DD), or instant; {years}"},
         "period": {"type": "string", "enum": list(RELATIVE_PERIODS),
-                   "description": "A relative period instead of start_date and end_date"},
+                   "description": "A relative period instead of start_date and end_date; without either, "
+                                  f"the report covers {DEFAULT_PERIOD} (the 30 whole days before today in "
+                                  "`timezone`)"},
         "timezone": {"type": "string", "default": "UTC", "description": "IANA timezone, e.g. America/New_York"},
         "bot_id": {"oneOf": [{"type": "string"},
                              {"type": "array", "items": {"type": "string"}, "maxItems": MAX_BOT_IDS}],
                    "description": "Only this bot, or these bots"},
         "channel": {"type": "string", "description": "Only this channel"},
         "include_charts": {"type": "boolean", "default": True},
-        "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE},
+        "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE,
+                  "description": "Without control or bidirectional-override characters"},
         "sections": {"type": "array", "minItems": 1, "maxItems": reports.settings.max_sections,
                      "items": _ref("SectionRequest"),
                      "description": "Sections of a custom report (or to replace a type's defaults)"},
         "template_id": {"type": "string", "description": "Start from this template"},
-        "options": {"type": "object", "description": "Exporter options of the chosen format"},
+        "options": {"type": "object", "description": "Exporter options of the chosen format (an option of "
+                                                     "another format is refused)"},
     }
     status = {
         "report_id": {"type": "string", "examples": ["rpt-3kq9Zb1x"]},
@@ -234,11 +241,13 @@ def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
             "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
         f"{r}/health": {"get": {
             "operationId": "health", "summary": "Liveness, without authentication", "security": public,
-            "tags": ["meta"], "responses": {"200": _json(_ref("Health"), "The service is up"),
-                                            "400": ERRORS["400"]}}},
+            "description": "Query parameters are ignored (monitors add cache-busters).",
+            "tags": ["meta"], "responses": {"200": _json(_ref("Health"), "The service is up")}}},
         f"{r}/generate": {"post": {
             "operationId": "generateReport", "summary": "Generate a new report (asynchronously)",
-            "tags": ["reports"], "description": "Requires report_creator. Answers at once; poll the status.",
+            "tags": ["reports"],
+            "description": "Requires report_creator. Answers at once; poll the status. A request with neither "
+                           f"start_date/end_date nor period covers the period {DEFAULT_PERIOD}.",
             "requestBody": _body(_ref("GenerateRequest"), "The report definition"),
             "responses": {"202": _json(_ref("Status"), "Generation started", location), **_errors("404", "413")}}},
         r: {"get": {

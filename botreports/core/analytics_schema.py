@@ -11,6 +11,8 @@ from typing import Any, Dict, Optional
 
 import attrs
 
+from .convert import unicode_problem
+
 
 @attrs.frozen
 class ColumnSpec:
@@ -95,6 +97,9 @@ def validate_value(spec: ColumnSpec, value: Any) -> Any:
     if spec.kind == "text":
         if not isinstance(value, str):
             raise ValueError("must be a string")
+        problem = unicode_problem(value)
+        if problem:  # SQLite stores UTF-8: a lone surrogate would fail the whole batch later
+            raise ValueError(problem)
         if spec.choices and value not in spec.choices:
             raise ValueError(f"must be one of {', '.join(spec.choices)}")
         return value
@@ -120,7 +125,7 @@ def validate_event(event: Any) -> tuple:
     if not isinstance(event, dict):
         raise ValueError("must be a JSON object")
     table = event.get("table")
-    if table not in TABLES:
+    if not isinstance(table, str) or table not in TABLES:
         raise ValueError(f"table must be one of {', '.join(TABLES)}")
     specs = TABLES[table]
     extra = sorted(set(event) - set(specs) - {"table"})

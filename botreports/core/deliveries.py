@@ -6,6 +6,7 @@ receives it twice.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Dict, List, Optional, Tuple
 
@@ -19,6 +20,31 @@ def targets_of(schedule) -> List[Tuple[str, str]]:
     """``(channel, recipient)`` pairs of a schedule: its addresses by mail, its URLs by webhook."""
     return ([("email", address) for address in schedule.recipients or []]
             + [("webhook", url) for url in schedule.webhooks or []])
+
+
+def is_public_address(address: str) -> bool:
+    """Whether a webhook may reach the IP address ``address`` when private webhooks are not
+    allowed: global unicast only (an IPv4 address mapped into IPv6 counts as itself).
+    ``ValueError`` if ``address`` is not an IP address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def private_host_problem(host: str) -> Optional[str]:
+    """Why a webhook URL's host is refused as written: ``localhost`` or an IP literal that is not
+    public. None for other names: only DNS can tell, and delivery checks what they resolve to."""
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):  # always loopback (RFC 6761)
+        return f"{host} is a loopback host; webhooks may only reach public addresses"
+    try:
+        public = is_public_address(host)
+    except ValueError:  # a name, not an address
+        return None
+    if public:
+        return None
+    return f"{host} is a private, loopback, link-local or reserved address; webhooks may only reach public addresses"
 
 
 def signed_download_url(reports, report_id: str, ttl: Optional[int] = None) -> Tuple[str, int]:

@@ -3,6 +3,7 @@ into a ``ReportSpec`` that the pipeline runs. Every problem names its field."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Dict, List, Mapping, Optional
 
 import attrs
@@ -14,6 +15,12 @@ from .scheduling import RELATIVE_PERIODS, parse_instant, relative_period, zone
 
 MAX_TITLE = 200
 MAX_BOT_IDS = 100
+#: The period of a request that gives neither dates nor a period (the built-in templates' default).
+DEFAULT_PERIOD = "last_30_days"
+#: C0 and C1 controls (tab, CR and LF included) and the bidirectional embeddings, overrides and
+#: isolates: in a title they break file names, mail subjects and log lines, or make the title
+#: display as something other than what it is.
+UNSAFE_TITLE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @attrs.define
@@ -76,6 +83,15 @@ class ReportSpec:
         }
 
 
+def title_problem(text: Any) -> Optional[str]:
+    """Why ``text`` is not a usable title (a report's title, a schedule's or template's name), or None."""
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TITLE:
+        return f"must be 1 to {MAX_TITLE} characters"
+    if UNSAFE_TITLE_CHARACTERS.search(text):
+        return "must not contain control or bidirectional-override characters"
+    return None
+
+
 def check_option(problems: list, field: str, option, value):
     """Validate one section option against its ``Option`` declaration."""
     kinds = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": list, "dict": dict}
@@ -136,8 +152,9 @@ def validate(data: Any, *, report_types, sections, exporters, settings,
         problems.append(("bot_id", f"must be a bot id or a list of at most {MAX_BOT_IDS} bot ids"))
         bot_ids = ()
 
-    if request.title is not None and (not request.title.strip() or len(request.title) > MAX_TITLE):
-        problems.append(("title", f"must be 1 to {MAX_TITLE} characters"))
+    title_issue = title_problem(request.title) if request.title is not None else None
+    if title_issue:
+        problems.append(("title", title_issue))
 
     section_requests = _sections(request, report_type, sections, settings, problems)
     if problems:
@@ -153,17 +170,26 @@ def validate(data: Any, *, report_types, sections, exporters, settings,
 def _exporter_options(request: GenerateRequest, exporters, problems: list) -> None:
     """Check ``options`` against what the chosen format declares.
 
-    An option another format declares is ignored rather than refused, so a
-    template or schedule may switch formats and keep its options.
+    An option of another format is refused too: it would be stored with the
+    report and silently do nothing (``max_table_rows`` meant for a PDF does not
+    shorten a CSV). A template's own option defaults are fitted to the
+    requested format before this (``Reports.apply_template``).
     """
-    declared = getattr(exporters[request.format], "options", None) or {}
-    known_elsewhere = {name for exporter in exporters.values() for name in (getattr(exporter, "options", None) or {})}
+    declared = exporter_options(exporters[request.format])
+    known_elsewhere = {name for exporter in exporters.values() for name in exporter_options(exporter)}
     for key, value in request.options.items():
         if key in declared:
             check_option(problems, f"options.{key}", declared[key], value)
-        elif key not in known_elsewhere:
+        elif key in known_elsewhere:
+            problems.append((f"options.{key}", f"not an option of format {request.format}"))
+        else:
             accepted = ", ".join(sorted(declared)) or "none"
             problems.append((f"options.{key}", f"unknown option for format {request.format}; accepted: {accepted}"))
+
+
+def exporter_options(exporter) -> Mapping[str, Any]:
+    """The options an exporter declares (none for a third-party exporter that declares nothing)."""
+    return getattr(exporter, "options", None) or {}
 
 
 def _period(request: GenerateRequest, problems: list, settings, now: dt.datetime) -> Optional[Period]:
@@ -176,11 +202,15 @@ def _period(request: GenerateRequest, problems: list, settings, now: dt.datetime
             problems.append(("period", f"must be one of {', '.join(RELATIVE_PERIODS)}"))
             return None
         return relative_period(request.period, now, tz)
+    if request.start_date is None and request.end_date is None:
+        return relative_period(DEFAULT_PERIOD, now, tz)
     start = end = None
     for field in ("start_date", "end_date"):
         value = getattr(request, field)
         if value is None:
-            problems.append((field, "is required (YYYY-MM-DD), or give a period such as last_7_days"))
+            other = "end_date" if field == "start_date" else "start_date"
+            problems.append((field, f"is required with {other} (YYYY-MM-DD); or give neither, or a period "
+                                    "such as last_7_days"))
             continue
         try:
             instant = parse_instant(value, tz, end=(field == "end_date"))

@@ -13,9 +13,12 @@ import re
 from typing import Any, List, Optional
 from urllib.parse import urlsplit
 
+from .convert import text_problems
 from .cron import Cron, CronError, fire_times_between, next_fire_time
+from .deliveries import private_host_problem
 from .errors import BotReportsError, ValidationError
 from .models import Principal, Schedule
+from .params import title_problem
 from .scheduling import RELATIVE_PERIODS, relative_period, zone
 from .store import now
 
@@ -52,23 +55,36 @@ def _check_cron(cron, settings, problems) -> Optional[Cron]:
     return parsed
 
 
-def _check_webhook(url, problems, index) -> None:
+def _check_webhook(url, problems, index, allow_private: bool) -> None:
+    """An http(s) URL with a host and no credentials; unless private webhooks are allowed, not
+    to an address written into it that delivery would refuse (names are resolved at delivery)."""
+    field = f"webhooks[{index}]"
     if not isinstance(url, str) or len(url) > 2000:
-        problems.append(("webhooks", f"item {index}: must be an http(s) URL"))
+        problems.append((field, "must be an http(s) URL"))
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(("webhooks", f"item {index}: {url!r} is not an http:// or https:// URL with a host"))
-    elif parts.username or parts.password:
-        problems.append(("webhooks", f"item {index}: must not carry a user name or password"))
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too large
+    except ValueError:  # an unbalanced "[" in the host, a port such as ":99999"
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append((field, f"{url!r} is not an http:// or https:// URL with a host and a valid port"))
+        return
+    if parts.username or parts.password:
+        problems.append((field, "must not carry a user name or password"))
+        return
+    refused = None if allow_private else private_host_problem(parts.hostname)
+    if refused:
+        problems.append((field, refused))
 
 
-def validate_schedule(body: Any, reports) -> dict:
-    """Check a schedule body; the report part is validated like a generation request."""
+def validate_schedule(body: Any, reports, principal: Principal) -> dict:
+    """Check a schedule body for ``principal``; the report part is validated like a generation
+    request, its ``template_id`` included (it must be a template ``principal`` may use)."""
     if not isinstance(body, dict):
         raise ValidationError.from_problems([("body", "must be a JSON object")])
     settings = reports.settings
-    problems: list = []
+    problems: list = list(text_problems(body))
     cron = _check_cron(body.get("cron"), settings, problems)
     timezone = body.get("timezone", "UTC")
     try:
@@ -93,7 +109,7 @@ def validate_schedule(body: Any, reports) -> dict:
         problems.append(("webhooks", "must be a list of URLs"))
         webhooks = []
     for index, url in enumerate(webhooks):
-        _check_webhook(url, problems, index)
+        _check_webhook(url, problems, index, settings.webhook_allow_private)
     if len(recipients) + len(webhooks) > settings.schedule_max_recipients:
         problems.append(("recipients", f"at most {settings.schedule_max_recipients} recipients and webhooks "
                                        "together"))
@@ -102,8 +118,9 @@ def validate_schedule(body: Any, reports) -> dict:
     if not isinstance(enabled, bool):
         problems.append(("enabled", "must be true or false"))
     name = body.get("name")
-    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 200):
-        problems.append(("name", "must be 1 to 200 characters"))
+    name_issue = title_problem(name) if name is not None else None
+    if name_issue:
+        problems.append(("name", name_issue))
     subject, message = body.get("subject"), body.get("message")
     if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT or "\n" in subject
                                 or "\r" in subject):
@@ -117,9 +134,12 @@ def validate_schedule(body: Any, reports) -> dict:
     if "type" not in definition and "template_id" not in definition:
         problems.append(("type", "give a report type or a template_id"))
     spec = None
+    request = {**{k: v for k, v in definition.items() if k not in ("start_date", "end_date")},
+               "format": body.get("format", "pdf"), "period": period, "timezone": timezone}
     try:
-        spec = reports.validate({**{k: v for k, v in definition.items() if k not in ("start_date", "end_date")},
-                                 "format": body.get("format", "pdf"), "period": period, "timezone": timezone})
+        # Validated as its runs will be: merged with its template, which must exist and be visible.
+        request, _template = reports.apply_template(principal, request)
+        spec = reports.validate(request)
     except ValidationError as exc:
         problems += [(d["field"], d["problem"]) for d in exc.details if (d["field"], d["problem"]) not in problems]
     if problems:

@@ -40,18 +40,32 @@ def local_midnight(day: dt.date, tz: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), tzinfo=zone(tz)).astimezone(UTC)
 
 
+#: The years a date may name. Outside them a period's end (the day after), its previous period
+#: (for changes) or its conversion to UTC would leave what ``datetime`` can hold; before 1970
+#: there is no bot data (timestamps are Unix epoch milliseconds).
+SUPPORTED_YEARS = (1970, 9998)
+
+
 def parse_instant(text: str, tz: str, *, end: bool) -> dt.datetime:
-    """A date (whole local day; inclusive as an end) or an ISO datetime (naive = local)."""
+    """A date (whole local day; inclusive as an end) or an ISO datetime (naive = local).
+
+    ``ValueError`` for text that is neither, or that names a year outside ``SUPPORTED_YEARS``.
+    """
     if not isinstance(text, str):
         raise ValueError("must be a date (YYYY-MM-DD) or an ISO 8601 datetime")
     text = text.strip()
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return local_midnight(day + dt.timedelta(days=1) if end else day, tz)
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = (dt.date.fromisoformat(text) if len(text) == 10
+                 else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 datetime") from None
+    # The year as written, on the text's own clock: within the supported years every offset and
+    # zone converts to UTC (a year-1 datetime at +14:00 would not).
+    first, last = SUPPORTED_YEARS
+    if not first <= value.year <= last:
+        raise ValueError(f"{text!r} is out of range: dates must be from {first}-01-01 to {last}-12-31")
+    if not isinstance(value, dt.datetime):  # a whole local day
+        return local_midnight(value + dt.timedelta(days=1) if end else value, tz)
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone(tz))
     return value.astimezone(UTC)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import json
 import logging
 import os
 import re
@@ -21,11 +20,12 @@ import attrs
 
 from . import jobs, params, schedules, security
 from .analytics_schema import validate_event
+from .convert import parse_json, text_problems
 from .errors import Conflict, NotFound, PermissionDenied, PluginError, RateLimited, Unauthorized, ValidationError
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
-from .scheduling import zone
+from .scheduling import parse_instant, zone
 from .settings import Settings
 from .store import Store, now
 
@@ -225,14 +225,12 @@ class Reports:
         self.authorize(principal, "report.generate")
         body, template = self.apply_template(principal, body)
         spec = self.validate(body)
-        if schedule_id is None and not principal.is_system:
-            self._check_unfinished_cap(principal.org_id)
         report = Report(
             id=security.new_id("rpt"), org_id=principal.org_id or "system", owner_id=principal.id,
             type=spec.type, format=spec.format, title=spec.title, parameters=spec.parameters(),
             created_at=now(), template_id=spec.template_id, schedule_id=schedule_id,
             template_version=template.version if template is not None else None)
-        self.store.insert_report(report)
+        self._insert_report(principal, report)
         self.audit(principal, "report.generate", report)
         accepted = self.store.get_report(report.id)
         self.queue.enqueue(report.id)
@@ -240,15 +238,17 @@ class Reports:
         # whatever a fast worker has done meanwhile.
         return self.store.get_report(report.id) if getattr(self.queue, "synchronous", False) else accepted
 
-    def _check_unfinished_cap(self, org_id: str) -> None:
-        """``RateLimited`` when the organisation already has ``max_unfinished`` reports in flight."""
+    def _insert_report(self, principal: Principal, report: Report) -> None:
+        """Store a new report; ``RateLimited`` when an organisation's own request (not a schedule's
+        run, not the local system) finds ``max_unfinished`` reports already in flight."""
         cap = self.settings.max_unfinished
-        if cap <= 0:
+        if report.schedule_id is not None or principal.is_system or cap <= 0:
+            self.store.insert_report(report)
             return
-        unfinished = sum(self.store.list_reports(org_id, state=state, limit=1)[1] for state in ("pending", "running"))
+        unfinished = self.store.insert_report_capped(report, cap)
         if unfinished >= cap:
-            raise RateLimited(f"organisation {org_id} already has {unfinished} unfinished reports (limit {cap}); "
-                              "retry when some have completed", retry_after=10)
+            raise RateLimited(f"organisation {principal.org_id} already has {unfinished} unfinished reports "
+                              f"(limit {cap}); retry when some have completed", retry_after=10)
 
     def run_report(self, report_id: str, worker: str = "worker",
                    lease_seconds: Optional[float] = None) -> Optional[Report]:
@@ -293,12 +293,16 @@ class Reports:
     def apply_template(self, principal: Principal, body: Any) -> Tuple[Any, Optional[Template]]:
         """Merge a request with the template it names: the request's own values win.
 
-        Explicit dates in the request replace the template's relative period.
-        An unknown or foreign ``template_id`` is a 400 naming that field.
+        Explicit dates in the request replace the template's relative period, and
+        a request for another format keeps only the template's default options
+        that format takes. An unknown or foreign ``template_id`` is a 400 naming
+        that field.
         """
         if not isinstance(body, dict) or body.get("template_id") is None:
             return body, None
         template_id = body["template_id"]
+        if not isinstance(template_id, str):
+            raise ValidationError.from_problems([("template_id", "must be a string")])
         try:
             template = self.get_template(principal, template_id)
         except (NotFound, PermissionDenied):
@@ -308,6 +312,11 @@ class Reports:
             merged["sections"] = [dict(section) for section in template.sections]
         if "start_date" in body or "end_date" in body:
             merged.pop("period", None)
+        fmt = body.get("format")
+        exporter = self.exporters.get(fmt) if isinstance(fmt, str) else None
+        if exporter is not None and isinstance(merged.get("options"), dict):
+            declared = params.exporter_options(exporter)
+            merged["options"] = {k: v for k, v in merged["options"].items() if k in declared}
         merged.update(body)
         return merged, template
 
@@ -375,7 +384,7 @@ class Reports:
 
     def create_schedule(self, principal: Principal, body: Any) -> Schedule:
         self.authorize(principal, "schedule.create")
-        values = validate_schedule(body, self)
+        values = validate_schedule(body, self, principal)
         stamp = now()
         # The owner's roles and sign-in kind are kept to rebuild and re-check them at each run.
         schedule = Schedule(id=security.new_id("sch"), org_id=principal.org_id or "system",
@@ -406,7 +415,7 @@ class Reports:
         merged = {**schedule_body(current), **(body if isinstance(body, dict) else {})}
         if not isinstance(body, dict):
             raise ValidationError.from_problems([("body", "must be a JSON object")])
-        values = validate_schedule(merged, self)
+        values = validate_schedule(merged, self, principal)
         self.store.update_schedule(current.id, updated_at=now(), **values)
         self.audit(principal, "schedule.update", current)
         return self.store.get_schedule(current.id)
@@ -489,13 +498,13 @@ class Reports:
             if not line.strip():
                 continue
             try:
-                event = json.loads(line)
+                event = parse_json(line)
                 if isinstance(event, dict) and not principal.is_system:
                     event.setdefault("org_id", principal.org_id)
                 table, row = validate_event(event)
                 if not principal.is_system and row["org_id"] != principal.org_id:
                     raise ValueError("org_id must be your own organisation")
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            except ValueError as exc:
                 errors.append({"line": number, "problem": str(exc)})
                 batch_bad = True
                 batch.append((number, None))
@@ -591,16 +600,15 @@ def download_name(title: str, period, extension: str) -> str:
 
 
 def _parse_time(field: str, value, problems) -> Optional[dt.datetime]:
+    """A list filter's instant (a date is its UTC midnight, a naive time is UTC), in the
+    years the store can compare (an instant it cannot convert to UTC would be a 500)."""
     if value in (None, ""):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        problems.append((field, f"{value!r} is not an ISO 8601 date or datetime"))
+        return parse_instant(str(value), "UTC", end=False)
+    except ValueError as exc:
+        problems.append((field, str(exc)))
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
 
 
 def _int_param(field: str, value, default: int, low: int, high: int, problems) -> int:
@@ -663,15 +671,16 @@ def validate_template(body: Any, reports: Reports) -> dict:
     defaults limited to report parameters, and an optional look that passes the template checks."""
     if not isinstance(body, dict):
         raise ValidationError.from_problems([("body", "must be a JSON object")])
-    problems = []
+    problems = list(text_problems(body))
     allowed = {"name", "description", "type", "sections", "defaults", "format", "presentation",
                "intro_markdown", "css", "layout", "logo"}
     for key in body:
         if key not in allowed:
             problems.append((key, f"unknown field; accepted: {', '.join(sorted(allowed))}"))
     name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
-        problems.append(("name", "is required, 1 to 200 characters"))
+    name_issue = "is required, 1 to 200 characters" if name is None else params.title_problem(name)
+    if name_issue:
+        problems.append(("name", name_issue))
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         problems.append(("description", "must be text of at most 2000 characters"))
@@ -690,8 +699,12 @@ def validate_template(body: Any, reports: Reports) -> dict:
     try:
         spec = reports.validate(probe)
     except ValidationError as exc:
-        problems += [(d["field"] if d["field"] in ("type", "format") or d["field"].startswith("sections")
-                      else f"defaults.{d['field']}", d["problem"]) for d in exc.details]
+        for detail in exc.details:
+            field = detail["field"]
+            if field not in ("type", "format") and not field.startswith("sections"):
+                field = f"defaults.{field}"
+            if (field, detail["problem"]) not in problems:  # text problems are found on the whole body too
+                problems.append((field, detail["problem"]))
         spec = None
     # The look may come flat (as the seed's flat JSON bodies do) or under "presentation".
     look = dict(body.get("presentation") or {}) if isinstance(body.get("presentation", {}), dict) else None

@@ -259,6 +259,18 @@ class Store:
     def insert_report(self, report: Report) -> None:
         self._insert("reports", report)
 
+    def insert_report_capped(self, report: Report, cap: int) -> int:
+        """Insert ``report`` only if its organisation has fewer than ``cap`` pending or running
+        reports; returns how many it had. Count and insert are one write transaction, so
+        concurrent requests cannot all pass the count before any of them inserts."""
+        with self.transaction() as db:
+            unfinished = db.execute(
+                "SELECT count(*) FROM reports WHERE org_id = ? AND state IN ('pending', 'running')",
+                [report.org_id]).fetchone()[0]
+            if unfinished < cap:
+                self._insert("reports", report)
+        return unfinished
+
     def get_report(self, report_id: str) -> Optional[Report]:
         return self._get("reports", Report, report_id)
 

@@ -10,7 +10,6 @@ changes between the check and the request cannot reach an internal service.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import socket
 import ssl
@@ -18,7 +17,7 @@ from typing import List
 from urllib.parse import urlsplit
 
 from ... import hookimpl
-from ...core.deliveries import signed_download_url
+from ...core.deliveries import is_public_address, signed_download_url
 from ...core.models import DeliveryChannel, Refused
 from ...core.views import status_view
 
@@ -38,10 +37,7 @@ def public_addresses(host: str, port: int, allow_private: bool) -> List[str]:
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if not allow_private:
         for address in addresses:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if ip.version == 6 and ip.ipv4_mapped:
-                ip = ip.ipv4_mapped
-            if not ip.is_global or ip.is_multicast:
+            if not is_public_address(address):
                 raise RefusedAddress(f"{host} resolves to {address}, a private, loopback, link-local or reserved "
                                      "address; webhooks may only reach public addresses")
     return addresses
