@@ -330,6 +330,35 @@ def test_seed_custom_report_without_dates_covers_the_last_30_days(pending_api):
     assert one_date.status_code == 400 and [d["field"] for d in one_date.json()["details"]] == ["end_date"]
 
 
+def test_report_metadata_shows_inclusive_local_dates_and_utc_instants(pending_api):
+    key = key_of(pending_api, "report_creator")
+    body = {**JSON_USAGE, "start_date": "2026-11-01", "end_date": "2026-11-20", "timezone": "America/New_York"}
+    response = pending_api.request("POST", f"{BASE}/generate", key, json=body)
+    assert response.status_code == 202, response.text
+    meta = pending_api.request("GET", f"{BASE}/{response.json()['report_id']}", key).json()
+    # New York leaves summer time on 2026-11-01: the period starts at 04:00Z and ends at 05:00Z
+    assert (meta["start_date"], meta["end_date"]) == ("2026-11-01", "2026-11-20")
+    assert (meta["period_start"], meta["period_end"]) == ("2026-11-01T04:00:00Z", "2026-11-21T05:00:00Z")
+    assert meta["timezone"] == "America/New_York"
+    # the stored parameters keep the instants a worker runs (and re-validates)
+    assert (meta["parameters"]["start_date"], meta["parameters"]["end_date"]) == (meta["period_start"],
+                                                                                   meta["period_end"])
+    listed = pending_api.request("GET", BASE, key).json()
+    assert (listed[0]["start_date"], listed[0]["end_date"]) == ("2026-11-01", "2026-11-20")
+
+
+def test_list_with_created_before_not_after_created_after_is_a_400(pending_api):
+    key = key_of(pending_api)
+    for query in ("created_after=2026-11-27&created_before=2026-11-01",
+                  "created_after=2026-11-01T00:00:00Z&created_before=2026-11-01"):
+        response = pending_api.request("GET", f"{BASE}?{query}", key)
+        assert response.status_code == 400, response.text
+        details = response.json()["details"]
+        assert [(d["field"], d["problem"]) for d in details] == [("created_before", "must be after created_after")]
+    fine = pending_api.request("GET", f"{BASE}?created_after=2026-11-01&created_before=2026-11-27", key)
+    assert fine.status_code == 200 and fine.json() == []
+
+
 def test_body_above_the_limit_is_413(tmp_path, botreports_demo_db):
     rk = _make(tmp_path, botreports_demo_db, queue=RecordingQueue(), max_body_bytes=2048)
     server = LiveServer(rk)
@@ -629,8 +658,10 @@ def test_schedule_shows_next_run_and_its_last_runs(api):
     assert next_run.astimezone(ZoneInfo("America/New_York")).strftime("%a %H:%M") == "Mon 08:00"
     api.reports.run_due_schedules(at=next_run + dt.timedelta(seconds=30))
     listed = api.request("GET", f"{BASE}/schedule", key).json()[0]
-    assert [run["state"] for run in listed["last_runs"]] == ["enqueued"]
     report_id = listed["last_runs"][0]["report_id"]
+    assert api.wait_for(report_id, key)["state"] == "completed"
+    listed = api.request("GET", f"{BASE}/schedule", key).json()[0]
+    assert [(run["state"], run["report_state"]) for run in listed["last_runs"]] == [("completed", "completed")]
     assert api.request("GET", f"{BASE}/{report_id}", key).json()["schedule_id"] == created["schedule_id"]
     later = dt.datetime.fromisoformat(listed["next_run_at"].replace("Z", "+00:00"))
     assert later - next_run == dt.timedelta(days=7)

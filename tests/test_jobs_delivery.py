@@ -130,6 +130,31 @@ def test_unreachable_mail_server_gives_up_after_the_configured_attempts(reports,
     assert "mail server" in rows[0]["detail"]
 
 
+def test_schedule_run_shows_report_and_delivery_outcome(reports, principal_factory, smtp):
+    configure(reports, smtp)
+    smtp.refuse, smtp.times = "bo@example.com", 1
+    admin = principal_factory("admin")
+    schedule, report = fire_once(reports, admin, {**BODY, "recipients": ["ana@example.com", "bo@example.com"]})
+    (run,) = reports.schedule_info(admin, schedule.id)["last_runs"]
+    assert (run["state"], run["report_state"], run["report_id"]) == ("completed", "completed", report.id)
+    assert (run["delivery"]["delivered"], run["delivery"]["failed"]) == (2, 0)
+    assert [(r["recipient"], r["state"], r["attempts"]) for r in run["delivery"]["recipients"]] == [
+        ("ana@example.com", "sent", 1), ("bo@example.com", "sent", 2)]
+
+
+def test_schedule_run_shows_deliveries_that_failed(reports, principal_factory, smtp):
+    configure(reports, smtp, delivery_attempts=2)
+    reports.settings.smtp_port = 1  # nothing listens there
+    admin = principal_factory("admin")
+    schedule, _ = fire_once(reports, admin, {**BODY, "recipients": ["ana@example.com"]})
+    (run,) = reports.schedule_info(admin, schedule.id)["last_runs"]
+    assert run["state"] == "completed"
+    assert (run["delivery"]["delivered"], run["delivery"]["failed"]) == (0, 1)
+    (ana,) = run["delivery"]["recipients"]
+    assert (ana["channel"], ana["state"], ana["attempts"]) == ("email", "failed", 2)
+    assert "mail server" in ana["detail"]
+
+
 class Hook(BaseHTTPRequestHandler):
     received = []
 

@@ -228,3 +228,19 @@ def test_reconciler_enqueues_again_a_pending_report_whose_message_was_lost(tmp_p
     assert rk.store.get_report(report.id).state == "completed"
     assert rk.reconcile(later + dt.timedelta(seconds=1000))["requeued"] == 0
     rk.close()
+
+
+def test_schedule_run_shows_its_report_failed_with_the_reason(jobs):
+    from botreports import Principal
+    admin = Principal(id="ops", org_id="org-acme", roles={"admin"}, via="test")
+    schedule = jobs.create_schedule(admin, {"type": "custom", "format": "json", "cron": "0 8 * * 1",
+                                            "sections": [{"type": "broken"}], "recipients": ["ana@example.com"]})
+    jobs.run_due_schedules(schedule.next_run_at + dt.timedelta(seconds=5))
+    assert jobs.store.runs_of(schedule.id)[0]["state"] == "enqueued"  # the run's own row is not rewritten
+    (run,) = jobs.schedule_info(admin, schedule.id)["last_runs"]
+    assert (run["state"], run["report_state"]) == ("failed", "failed")
+    assert run["detail"] == "section 'broken' failed: the metric definition is wrong"
+    assert run["delivery"] == {"delivered": 0, "failed": 0, "recipients": []}  # nothing to send
+    jobs.delete(admin, run["report_id"])
+    (gone,) = jobs.schedule_info(admin, schedule.id)["last_runs"]
+    assert (gone["state"], gone["report_state"]) == ("enqueued", None)

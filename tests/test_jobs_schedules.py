@@ -65,7 +65,9 @@ def test_weekly_schedule_fires_at_8am_new_york_across_dst(reports, principal_fac
     view = reports.schedule_info(admin, schedule.id)
     assert view["next_run_at"] == "2025-03-24T12:00:00Z"
     assert view["next_run_at_local"] == "2025-03-24T08:00:00-04:00"
-    assert [run["state"] for run in view["last_runs"]] == ["enqueued"] * 3
+    # the runs' rows stop at "enqueued"; the view shows what became of their reports
+    assert [run["state"] for run in view["last_runs"]] == ["completed"] * 3
+    assert view["last_runs"][0]["delivery"] == {"delivered": 0, "failed": 0, "recipients": []}
 
 
 def test_time_skipped_by_dst_fires_once_at_three_local(reports, principal_factory, clock):
@@ -260,3 +262,25 @@ def test_period_follows_the_rhythm_when_not_given(reports, principal_factory, cr
     explicit = reports.create_schedule(principal_factory("report_admin"), {
         "type": "usage", "format": "json", "cron": cron, "recipients": [], "period": "last_7_days"})
     assert explicit.period == "last_7_days"
+
+
+def test_unnamed_schedule_name_follows_its_title_and_type(reports, principal_factory, clock):
+    admin = principal_factory("admin")
+    schedule = reports.create_schedule(admin, {**WEEKLY, "type": "conversations"})
+    assert schedule.name == "Conversations report"
+    assert reports.update_schedule(admin, schedule.id, {"type": "usage"}).name == "Usage report"
+    assert reports.update_schedule(admin, schedule.id, {"title": "My weekly"}).name == "My weekly"
+    assert reports.update_schedule(admin, schedule.id, {"cron": "0 9 * * 1"}).name == "My weekly"
+    titled = reports.create_schedule(admin, {**WEEKLY, "title": "T"})
+    assert titled.name == "T"
+    assert reports.update_schedule(admin, titled.id, {"title": "U"}).name == "U"
+
+
+def test_chosen_schedule_name_stays_when_the_title_changes(reports, principal_factory, clock):
+    admin = principal_factory("admin")
+    schedule = reports.create_schedule(admin, {**WEEKLY, "name": "Ops digest"})
+    assert reports.update_schedule(admin, schedule.id, {"title": "My weekly", "type": "conversations"}).name \
+        == "Ops digest"
+    assert reports.update_schedule(admin, schedule.id, {"name": "Renamed"}).name == "Renamed"
+    # giving up the chosen name lets it follow the title again
+    assert reports.update_schedule(admin, schedule.id, {"name": None}).name == "My weekly"

@@ -78,6 +78,18 @@ def test_generate_with_template_request_overrides_defaults(reports, principal_fa
     assert [s["name"] for s in document["sections"]][:2] == ["usage_summary", "daily_activity"]
 
 
+def test_report_from_template_is_titled_with_the_template_name(reports, principal_factory):
+    template = reports.create_template(principal_factory("admin"), {
+        "name": "Board pack", "type": "custom", "format": "json", "defaults": {"period": "last_7_days"},
+        "sections": [{"type": "usage_summary"}]})
+    creator = principal_factory("report_creator")
+    report = reports.generate(creator, {"template_id": template.id})
+    assert report.state == "completed", report.error
+    assert report.title == "Board pack" and report.parameters["title"] == "Board pack"
+    assert report.filename.startswith("board-pack_")
+    assert reports.generate(creator, {"template_id": template.id, "title": "Mine"}).title == "Mine"
+
+
 def test_unknown_or_foreign_template_is_a_400_on_template_id(reports, principal_factory):
     theirs = reports.create_template(principal_factory("admin", "org-globex"),
                                      {"name": "Theirs", "type": "usage", "format": "json"})

@@ -175,6 +175,7 @@ def test_schedule_and_template_validation_name_fields(reports, principal_factory
     ({"type": "weird"}, "type"), ({"created_after": "soon"}, "created_after"), ({"page": 2}, "page"),
     ({"created_after": "9999-12-31T23:59:59-12:00"}, "created_after"),
     ({"created_before": "0001-01-01T00:00:00+14:00"}, "created_before"),
+    ({"created_after": "2026-11-27", "created_before": "2026-11-01"}, "created_before"),
 ])
 def test_list_parameters_are_validated(reports, principal_factory, params, field):
     with pytest.raises(ValidationError) as caught:

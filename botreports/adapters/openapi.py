@@ -134,8 +134,17 @@ def schemas(reports) -> Dict[str, Any]:
                 **status,
                 "type": {"type": "string"}, "title": {"type": "string"}, "name": {"type": "string"},
                 "format": {"type": "string"},
-                "start_date": NULLABLE_STRING, "end_date": NULLABLE_STRING, "timezone": NULLABLE_STRING,
-                "parameters": {"type": "object"},
+                "start_date": {"type": ["string", "null"], "format": "date",
+                               "description": "First day of the period in `timezone` (YYYY-MM-DD)"},
+                "end_date": {"type": ["string", "null"], "format": "date",
+                             "description": "Last day of the period in `timezone`, inclusive (YYYY-MM-DD)"},
+                "period_start": {**NULLABLE_TIME, "description": "The instant the period begins (UTC)"},
+                "period_end": {**NULLABLE_TIME,
+                               "description": "The instant the period ends, exclusive (UTC)"},
+                "timezone": NULLABLE_STRING,
+                "parameters": {"type": "object",
+                               "description": "The validated request as stored and run: its dates are the "
+                                              "UTC instants of period_start and period_end"},
                 "organization_id": NULLABLE_STRING, "owner_id": {"type": "string"},
                 "template_id": NULLABLE_STRING, "template_version": {"type": ["integer", "null"]},
                 "schedule_id": NULLABLE_STRING, "expires_at": NULLABLE_TIME,
@@ -165,7 +174,31 @@ def schemas(reports) -> Dict[str, Any]:
                 "recipients": {"type": "array", "items": {"type": "string"}}, "enabled": {"type": "boolean"},
                 "definition": {"type": "object"}, "organization_id": NULLABLE_STRING,
                 "owner_id": NULLABLE_STRING, "created_at": NULLABLE_TIME, "updated_at": NULLABLE_TIME,
-                "next_run_at": NULLABLE_TIME, "last_runs": {"type": "array"},
+                "next_run_at": NULLABLE_TIME,
+                "last_runs": {"type": "array", "items": _ref("ScheduleRun"), "description": "Newest first"},
+            },
+        },
+        "ScheduleRun": {
+            "type": "object", "required": ["fire_time", "state", "report_id"],
+            "properties": {
+                "fire_time": {"type": "string"},
+                "state": {"type": "string", "description": "The run's outcome: skipped, denied or failed before "
+                                                           "a report was made; then its report's state (pending, "
+                                                           "running, completed, failed, expired)"},
+                "report_id": NULLABLE_STRING, "report_state": NULLABLE_STRING,
+                "detail": {**NULLABLE_STRING, "description": "Why a run was skipped or denied, or its report failed"},
+                "delivery": {
+                    "type": ["object", "null"],
+                    "description": "Delivery attempts so far: recipients delivered, recipients whose latest "
+                                   "attempt failed or was refused, and each recipient's latest state",
+                    "properties": {
+                        "delivered": {"type": "integer"}, "failed": {"type": "integer"},
+                        "recipients": {"type": "array", "items": {"type": "object", "properties": {
+                            "channel": {"type": "string"}, "recipient": {"type": "string"},
+                            "state": {"type": "string", "enum": ["sent", "failed", "refused"]},
+                            "attempts": {"type": "integer"}, "detail": NULLABLE_STRING}}},
+                    },
+                },
             },
         },
         "TemplateRequest": {
@@ -256,7 +289,8 @@ def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
                 _query("type", {"type": "string", "enum": sorted(reports.report_types)}, "Only this report type"),
                 _query("status", {"type": "string", "enum": list(REPORT_STATES)}, "Only reports in this state"),
                 _query("created_after", {"type": "string"}, "Created after this ISO 8601 date or instant"),
-                _query("created_before", {"type": "string"}, "Created before this ISO 8601 date or instant"),
+                _query("created_before", {"type": "string"},
+                       "Created before this ISO 8601 date or instant; must be after created_after"),
                 *paging,
                 _query("sort", {"type": "string", "enum": ["created_at", "name", "type"], "default": "created_at"},
                        "Sort field"),

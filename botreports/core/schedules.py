@@ -41,6 +41,29 @@ def schedule_body(schedule: Schedule) -> dict:
             **{k: v for k, v in schedule.definition.items() if k != "format"}}
 
 
+def updated_body(reports, principal: Principal, current: Schedule, changes: dict) -> dict:
+    """The body a schedule update validates: the stored schedule with ``changes`` over it.
+
+    A name nobody chose (it is the title the stored definition gives) is left
+    out, so it follows a new ``title``, template or ``type``; a chosen name stays.
+    The store keeps no flag for this: a chosen name equal to the default title
+    behaves the same either way until the title changes.
+    """
+    body = schedule_body(current)
+    if "name" not in changes and current.name == default_name(reports, principal, body):
+        del body["name"]
+    return {**body, **changes}
+
+
+def default_name(reports, principal: Principal, body: dict) -> Optional[str]:
+    """The name ``body`` gives a schedule without one of its own (its report's title), or None
+    when the body no longer validates (a deleted template, a stricter minimum interval)."""
+    try:
+        return validate_schedule({**body, "name": None}, reports, principal)["name"]
+    except ValidationError:
+        return None
+
+
 def _check_cron(cron, settings, problems) -> Optional[Cron]:
     try:
         parsed = Cron.parse(cron)
@@ -158,9 +181,40 @@ def next_run(schedule: Schedule, after: dt.datetime) -> Optional[dt.datetime]:
 def describe(schedule: Schedule, runs=()) -> dict:
     """Extra facts for a schedule's view: the next run in UTC and in its timezone, and the last runs."""
     local = schedule.next_run_at.astimezone(zone(schedule.timezone)).isoformat() if schedule.next_run_at else None
-    return {"next_run_at_local": local, "last_runs": [
-        {"fire_time": run["fire_time"], "state": run["state"], "report_id": run["report_id"],
-         "detail": run["detail"] or None} for run in runs]}
+    return {"next_run_at_local": local, "last_runs": [run_view(run) for run in runs]}
+
+
+def run_view(run: dict) -> dict:
+    """One run as the API shows it, with its outcome.
+
+    A run's row stops at ``enqueued`` once its report is handed over; from then
+    on the report and its delivery attempts tell what happened, so ``state`` is
+    the report's state (``pending`` ... ``completed``, ``failed``) and
+    ``delivery`` sums up the attempts. Read from those records rather than
+    written back to the run, so the run cannot disagree with them.
+    """
+    report_state = run.get("report_state")
+    state = report_state if run["state"] == "enqueued" and report_state else run["state"]
+    detail = run["detail"] or (run.get("report_error") if report_state == "failed" else None)
+    return {"fire_time": run["fire_time"], "state": state, "report_id": run["report_id"],
+            "detail": detail or None, "report_state": report_state,
+            "delivery": delivery_summary(run.get("deliveries") or []) if run["report_id"] else None}
+
+
+def delivery_summary(attempts: List[dict]) -> dict:
+    """``{delivered, failed, recipients}`` from a report's delivery attempts (oldest first): each
+    recipient with its latest state (``sent``, ``failed`` or ``refused``) and attempt count. A
+    failed recipient may still get a retry; ``attempts`` shows how many were made."""
+    latest: dict = {}
+    for attempt in attempts:
+        key = (attempt["channel"], attempt["recipient"])
+        if latest.get(key, {}).get("state") != "sent":  # once sent, a later row cannot undo it
+            latest[key] = {"channel": attempt["channel"], "recipient": attempt["recipient"],
+                           "state": attempt["state"], "attempts": attempt["attempt"],
+                           "detail": attempt["detail"] or None}
+    recipients = list(latest.values())
+    delivered = sum(1 for r in recipients if r["state"] == "sent")
+    return {"delivered": delivered, "failed": len(recipients) - delivered, "recipients": recipients}
 
 
 def owner_principal(reports, schedule: Schedule) -> Optional[Principal]:

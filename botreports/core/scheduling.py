@@ -184,6 +184,14 @@ def wall_clock_text(instant: dt.datetime, tz: str, fmt: str = "%Y-%m-%d %H:%M") 
     return text
 
 
+def inclusive_days(period: Period) -> Tuple[dt.date, dt.date]:
+    """The first and the last local date of ``period`` (its end is exclusive, so the last date is
+    the one just before it): the ``YYYY-MM-DD`` pair a user asked for, or would have."""
+    first = local_date(period.start, period.timezone)
+    last = local_date(max(period.end - dt.timedelta(microseconds=1), period.start), period.timezone)
+    return first, last
+
+
 def days_of(period: Period) -> List[dt.date]:
     """Every local date that a period touches, in order (none for an empty period)."""
     if period.end <= period.start:

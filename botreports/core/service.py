@@ -25,7 +25,7 @@ from .errors import Conflict, NotFound, PermissionDenied, PluginError, RateLimit
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
-from .scheduling import parse_instant, zone
+from .scheduling import inclusive_days, parse_instant
 from .settings import Settings
 from .store import Store, now
 
@@ -295,8 +295,9 @@ class Reports:
 
         Explicit dates in the request replace the template's relative period, and
         a request for another format keeps only the template's default options
-        that format takes. An unknown or foreign ``template_id`` is a 400 naming
-        that field.
+        that format takes. Without a title of its own (or a default one in the
+        template) the report is titled with the template's name. An unknown or
+        foreign ``template_id`` is a 400 naming that field.
         """
         if not isinstance(body, dict) or body.get("template_id") is None:
             return body, None
@@ -318,6 +319,9 @@ class Reports:
             declared = params.exporter_options(exporter)
             merged["options"] = {k: v for k, v in merged["options"].items() if k in declared}
         merged.update(body)
+        if merged.get("title") is None:
+            # "Board pack" says more than the type's generic "Custom report".
+            merged["title"] = template.name
         return merged, template
 
     def presentation_of(self, template_id: Optional[str]) -> dict:
@@ -412,17 +416,20 @@ class Reports:
 
     def update_schedule(self, principal: Principal, schedule_id: str, body: Any) -> Schedule:
         current = self._schedule(principal, schedule_id, "schedule.update")
-        merged = {**schedule_body(current), **(body if isinstance(body, dict) else {})}
         if not isinstance(body, dict):
             raise ValidationError.from_problems([("body", "must be a JSON object")])
+        merged = schedules.updated_body(self, principal, current, body)
         values = validate_schedule(merged, self, principal)
         self.store.update_schedule(current.id, updated_at=now(), **values)
         self.audit(principal, "schedule.update", current)
         return self.store.get_schedule(current.id)
 
     def schedule_runs(self, schedule: Schedule, limit: int = 10) -> List[dict]:
-        """The last runs of a schedule (fire time, state, report id, detail), newest first."""
-        return self.store.runs_of(schedule.id, limit)
+        """The last runs of a schedule (fire time, state, report id, detail), newest first, each with
+        its report's state and error and its delivery attempts (``deliveries``)."""
+        runs = self.store.runs_of(schedule.id, limit)
+        attempts = self.store.deliveries_of_reports([run["report_id"] for run in runs if run["report_id"]])
+        return [{**run, "deliveries": attempts.get(run["report_id"], [])} for run in runs]
 
     def schedule_info(self, principal: Principal, schedule_id: str) -> dict:
         """A schedule as the API shows it: next run in UTC and local time, and its last runs."""
@@ -594,8 +601,7 @@ def _kind_of(resource: Any) -> str:
 def download_name(title: str, period, extension: str) -> str:
     """``monthly-executive-summary_2025-01-01_2025-01-31.pdf``: readable, ASCII, safe anywhere."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "report"
-    first = period.start.astimezone(zone(period.timezone)).date()
-    last = (period.end - dt.timedelta(microseconds=1)).astimezone(zone(period.timezone)).date()
+    first, last = inclusive_days(period)
     return f"{slug}_{first.isoformat()}_{last.isoformat()}{extension}"
 
 
@@ -654,6 +660,10 @@ def list_query(filters: Mapping[str, Any], report_types: Mapping) -> dict:
         "limit": _int_param("limit", filters.get("limit"), 20, 1, MAX_LIMIT, problems),
         "offset": _int_param("offset", filters.get("offset"), 0, 0, 10**9, problems),
     }
+    after, before = query["created_after"], query["created_before"]
+    if after is not None and before is not None and before <= after:
+        # Both bounds are exclusive: such a window holds nothing, and is surely a mistake.
+        problems.append(("created_before", "must be after created_after"))
     if problems:
         raise ValidationError.from_problems(problems)
     return query

@@ -410,9 +410,12 @@ class Store:
             return cursor.rowcount == 1
 
     def runs_of(self, schedule_id: str, limit: int = 10) -> List[dict]:
+        """A schedule's last runs, newest first, each with the state and error of its report as it
+        is now (None once the report is deleted): a run's own row stops at ``enqueued``."""
         return self.rows(
-            "SELECT fire_time, state, report_id, detail FROM schedule_runs WHERE schedule_id = ?"
-            " ORDER BY fire_time DESC LIMIT ?", [schedule_id, limit])
+            "SELECT r.fire_time, r.state, r.report_id, r.detail, p.state AS report_state,"
+            " p.error AS report_error FROM schedule_runs r LEFT JOIN reports p ON p.id = r.report_id"
+            " WHERE r.schedule_id = ? ORDER BY r.fire_time DESC LIMIT ?", [schedule_id, limit])
 
     def record_delivery(self, report_id, schedule_id, channel, recipient, state, attempt, detail="") -> None:
         with self.transaction() as db:
@@ -423,6 +426,17 @@ class Store:
 
     def deliveries_of(self, report_id: str) -> List[dict]:
         return self.rows("SELECT * FROM deliveries WHERE report_id = ? ORDER BY id", [report_id])
+
+    def deliveries_of_reports(self, report_ids: List[str]) -> Dict[str, List[dict]]:
+        """``{report_id: [delivery attempt, ...]}`` in the order they were made (one query)."""
+        found: Dict[str, List[dict]] = {report_id: [] for report_id in report_ids}
+        if not report_ids:
+            return found
+        marks = ", ".join("?" * len(report_ids))
+        for row in self.rows(f"SELECT * FROM deliveries WHERE report_id IN ({marks}) ORDER BY id",
+                             list(report_ids)):
+            found[row["report_id"]].append(row)
+        return found
 
     def due_schedules(self, at: dt.datetime, limit: int = 500) -> List[Schedule]:
         """Enabled schedules whose next run is at or before ``at``."""

@@ -1,11 +1,13 @@
 """The flat JSON shapes of stored records, as the API and the CLI show them."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Optional
 
 from .convert import utc_text
-from .models import Report, Schedule, Template
+from .models import Period, Report, Schedule, Template
 from .schedules import describe
+from .scheduling import inclusive_days
 
 
 def _time(value) -> Optional[str]:
@@ -27,6 +29,30 @@ def status_view(report: Report) -> dict:
     }
 
 
+def _instant(text) -> Optional[dt.datetime]:
+    try:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def period_view(params: dict) -> dict:
+    """The period of stored parameters as a user reads it: ``start_date`` and ``end_date`` the first
+    and last local day (inclusive, as requests and the OpenAPI document spell them), and
+    ``period_start``/``period_end`` the exact UTC instants ``[start, end)`` the report covers.
+
+    The parameters keep the instants (a worker re-validates them, and a period such as
+    ``month_to_date`` ends mid-day), so the dates are derived here rather than stored.
+    """
+    start, end = _instant(params.get("start_date")), _instant(params.get("end_date"))
+    timezone = params.get("timezone") or "UTC"
+    if start is None or end is None or start.tzinfo is None or end.tzinfo is None:
+        return {"start_date": None, "end_date": None, "period_start": None, "period_end": None}
+    first, last = inclusive_days(Period(start, end, timezone))
+    return {"start_date": first.isoformat(), "end_date": last.isoformat(),
+            "period_start": utc_text(start), "period_end": utc_text(end)}
+
+
 def report_view(report: Report) -> dict:
     """A report's metadata: status, definition and file facts."""
     params = report.parameters or {}
@@ -36,8 +62,7 @@ def report_view(report: Report) -> dict:
         "title": report.title,
         "name": report.title,
         "format": report.format,
-        "start_date": params.get("start_date"),
-        "end_date": params.get("end_date"),
+        **period_view(params),
         "timezone": params.get("timezone"),
         "parameters": params,
         "organization_id": report.org_id,
