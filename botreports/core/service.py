@@ -492,8 +492,16 @@ class Reports:
         batch: list = []
         batch_bad = False
 
+        # An organisation's events must not replace another's rows (a write by id replaces the
+        # row with that id) nor name its bots; a source that can tell says which events would.
+        foreign = None if principal.is_system else getattr(self.source, "foreign_rows", None)
+
         def flush():
             nonlocal batch, batch_bad
+            if batch and not batch_bad and foreign is not None:
+                for position, problem in sorted(foreign(principal.org_id, [event for _, event in batch]).items()):
+                    errors.append({"line": batch[position][0], "problem": problem})
+                    batch_bad = True
             if batch and not batch_bad:
                 for table, count in write([event for _, event in batch]).items():
                     inserted[table] = inserted.get(table, 0) + count
@@ -521,7 +529,7 @@ class Reports:
                 flush()
         flush()
         self.audit(principal, "events.ingest", None, details={"inserted": inserted, "errors": len(errors)})
-        return {"inserted": inserted, "errors": errors}
+        return {"inserted": inserted, "errors": sorted(errors, key=lambda error: error["line"])}
 
     # -- API keys -------------------------------------------------------
 

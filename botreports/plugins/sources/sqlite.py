@@ -373,6 +373,37 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         finally:
             conn.close()
 
+    def foreign_rows(self, org_id: str, events: Sequence[Tuple[str, dict]]) -> Dict[int, str]:
+        """``{position: problem}`` of the ``events`` an organisation may not write: a row whose id
+        another organisation's row already has (writing it would replace that row) or that names
+        another organisation's bot. Asked before ``write_events`` for an organisation's ingest."""
+        ids: Dict[str, set] = {}
+        bots = set()
+        for table, row in events:
+            if "id" in TABLES[table]:
+                ids.setdefault(table, set()).add(row["id"])
+            if row.get("bot_id") is not None:
+                bots.add(row["bot_id"])
+        taken = {table: self._ids_of_others("id", table, org_id, wanted) for table, wanted in ids.items()}
+        foreign_bots = self._ids_of_others("id", "bots", org_id, bots)
+        problems: Dict[int, str] = {}
+        for position, (table, row) in enumerate(events):
+            if row.get("id") in taken.get(table, ()):
+                problems[position] = "id belongs to a row of another organisation"
+            elif row.get("bot_id") in foreign_bots:
+                problems[position] = "bot_id belongs to a bot of another organisation"
+        return problems
+
+    def _ids_of_others(self, column: str, table: str, org_id: str, values: set) -> set:
+        """Which of ``values`` of ``table.column`` are held by rows of organisations other than ``org_id``."""
+        found, values = set(), sorted(values)
+        for start in range(0, len(values), 500):  # under SQLite's limit of bound parameters
+            chunk = values[start:start + 500]
+            found.update(value for (value,) in self.query(
+                f"SELECT {column} FROM {table} WHERE org_id != ? AND {column} IN ({', '.join('?' * len(chunk))})",
+                [org_id] + chunk))
+        return found
+
     # -- scope filters --------------------------------------------------
 
     def where(self, scope: Scope, time_column: str, *, period: bool = True, alias: str = "",
