@@ -65,6 +65,35 @@ def test_keys_create_prints_key_once_and_stores_hash(tmp_path):
     assert bad.returncode == 2 and "role" in bad.stderr
 
 
+def test_keys_list_and_revoke(tmp_path):
+    from botreports import Reports, RequestInfo
+    from botreports.core.errors import InvalidCredentials, Unauthorized
+
+    data = ["--data-dir", str(tmp_path)]
+    acme = run("keys", "create", "--role", "report_viewer", "--org", "org-acme", "--name", "dashboard", *data)
+    globex = run("keys", "create", "--role", "admin", "--org", "org-globex", *data)
+    acme_key, globex_key = acme.stdout.strip(), globex.stdout.strip()
+    listed = run("keys", "list", "--org", "org-acme", *data)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1
+    key_id, org, role, prefix = listed.stdout.split()[:4]
+    assert (org, role, prefix) == ("org-acme", "report_viewer", acme_key[:8] + "...")
+    assert "active" in listed.stdout and "dashboard" in listed.stdout and acme_key not in listed.stdout
+    assert len(run("keys", "list", *data).stdout.splitlines()) == 2
+
+    done = run("keys", "revoke", key_id, *data)
+    assert done.returncode == 0, done.stderr
+    assert "revoked" in run("keys", "list", "--org", "org-acme", *data).stdout
+    rk = Reports(data_dir=tmp_path, load_entrypoints=False)
+    try:
+        with pytest.raises((InvalidCredentials, Unauthorized)):
+            rk.authenticate(RequestInfo(headers={"X-API-Key": acme_key}))
+        assert rk.authenticate(RequestInfo(headers={"X-API-Key": globex_key})).org_id == "org-globex"
+    finally:
+        rk.close()
+    unknown = run("keys", "revoke", "key-nope", *data)
+    assert unknown.returncode == 1 and "key-nope" in unknown.stderr
+
+
 def test_plugins_lists_registries_with_origins(tmp_path):
     done = run("plugins", "--json", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr

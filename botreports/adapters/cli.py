@@ -137,6 +137,22 @@ def cmd_keys_create(args) -> int:
     return 0
 
 
+def cmd_keys_list(args) -> int:
+    rk = _reports(args, load_entrypoints=False)
+    for key in rk.list_api_keys(args.org):
+        state = "revoked" if key["revoked"] else "active"
+        print(f"{key['id']}  {key['org_id']}  {key['role']}  {key['prefix']}...  {key['created_at']}  {state}"
+              f"  {key['name']}")
+    return 0
+
+
+def cmd_keys_revoke(args) -> int:
+    rk = _reports(args, load_entrypoints=False)
+    rk.revoke_api_key(args.key_id)
+    print(f"key {args.key_id} revoked", file=sys.stderr)
+    return 0
+
+
 def cmd_plugins(args) -> int:
     rk = _reports(args)
     data = {
@@ -274,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--org", required=True, help="organisation id")
     k.add_argument("--name", help="a label for the key")
     k.set_defaults(func=cmd_keys_create)
+    k = keys.add_parser("list", parents=[common], help="list API keys (never the keys themselves)",
+                        description="List API keys: id, organisation, role, first characters, created, state, name.")
+    k.add_argument("--org", help="only this organisation")
+    k.set_defaults(func=cmd_keys_list)
+    k = keys.add_parser("revoke", parents=[common], help="revoke an API key",
+                        description="Revoke an API key: requests made with it are refused from now on.")
+    k.add_argument("key_id", help="the key's id (key-..., as `keys list` shows it)")
+    k.set_defaults(func=cmd_keys_revoke)
 
     p = sub.add_parser("plugins", parents=[common], help="list plugins and what they register",
                        description="Loaded plugins, report types, sections, exporters and where each came from.")

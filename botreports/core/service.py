@@ -550,6 +550,19 @@ class Reports:
                          resource_id=key.id, details={"role": role})
         return plain, key
 
+    def list_api_keys(self, org_id: Optional[str] = None) -> List[dict]:
+        """The API keys (of ``org_id``, or all): id, organisation, role, name, the key's first
+        characters, creation time and whether revoked. Keys themselves are never stored."""
+        return [{**row, "revoked": bool(row["revoked"])} for row in self.store.list_api_keys(org_id)]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key: requests made with it are refused from now on. ``NotFound`` if unknown."""
+        org_id = self.store.revoke_api_key(key_id)
+        if org_id is None:
+            raise NotFound(f"no API key {key_id}")
+        self.store.audit(org_id=org_id, actor="system", action="keys.revoke", resource_type="api_key",
+                         resource_id=key_id)
+
     # -- signed download links and the HTTP app ---------------------------
 
     def download_link(self, principal: Principal, report_id: str, ttl: Optional[int] = None) -> Tuple[int, str]:

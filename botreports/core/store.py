@@ -497,6 +497,19 @@ class Store:
             [key_hash])
         return _record(ApiKey, rows[0]) if rows else None
 
+    def list_api_keys(self, org_id: Optional[str] = None) -> List[dict]:
+        """Every key (of one organisation, or all), oldest first, without its hash."""
+        where, args = ("WHERE org_id = ?", [org_id]) if org_id is not None else ("", [])
+        return self.rows(f"SELECT id, org_id, role, name, prefix, created_at, revoked FROM api_keys {where}"
+                         f" ORDER BY created_at, id", args)
+
+    def revoke_api_key(self, key_id: str) -> Optional[str]:
+        """Revoke a key from now on (its row stays, for the audit log); its organisation, or None
+        if there is no such key."""
+        with self.transaction() as db:
+            row = db.execute("UPDATE api_keys SET revoked = 1 WHERE id = ? RETURNING org_id", [key_id]).fetchone()
+        return row[0] if row else None
+
     # -- audit log ------------------------------------------------------
 
     def audit(self, *, org_id, actor, action, resource_type, resource_id=None, result="allowed",
