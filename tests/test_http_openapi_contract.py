@@ -94,6 +94,8 @@ def test_document_is_openapi_31_and_names_every_route(live):
             assert operation.get("summary"), (method, path)
             for name in re.findall(r"{(\w+)}", path):
                 assert name in [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+    from botreports.core.schedules import SCHEDULE_KEYS
+    assert set(SCHEDULE_KEYS) <= set(document["components"]["schemas"]["ScheduleRequest"]["properties"])
     generate = document["components"]["schemas"]["GenerateRequest"]
     assert set(generate["properties"]["type"]["enum"]) == set(live.reports.report_types)
     assert set(generate["properties"]["format"]["enum"]) == set(live.reports.exporters)

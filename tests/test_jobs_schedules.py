@@ -168,6 +168,7 @@ def test_permission_is_asked_again_at_run_time(reports, principal_factory, clock
     ({"template_id": "tpl-nope"}, "template_id", "unknown template 'tpl-nope'"),
     ({"name": "Weekly\u202e"}, "name", "bidirectional-override"),
     ({"subject": "two\nlines"}, "subject", "one line"),
+    ({"subject": "Report \u202egpj.exe"}, "subject", "bidirectional-override"),
     ({"enabled": "yes"}, "enabled", "true or false"),
     ({"start_date": "2025-01-01"}, "start_date", "relative period"),
     ({"format": "docx"}, "format", "unknown format"),

@@ -11,6 +11,7 @@ from typing import Any, Dict
 
 from ..core.models import REPORT_STATES
 from ..core.params import DEFAULT_PERIOD, MAX_BOT_IDS, MAX_TITLE
+from ..core.schedules import MAX_MESSAGE, MAX_SUBJECT
 from ..core.scheduling import RELATIVE_PERIODS, SUPPORTED_YEARS
 from ..core.security import ROLES
 
@@ -161,6 +162,12 @@ def schemas(reports) -> Dict[str, Any]:
                 "cron": {"type": "string", "description": "5-field cron expression, e.g. '0 8 * * 1'"},
                 "period": {"type": "string", "enum": list(RELATIVE_PERIODS), "default": "previous_day"},
                 "recipients": {"type": "array", "items": {"type": "string"}, "description": "E-mail addresses"},
+                "webhooks": {"type": "array", "items": {"type": "string", "format": "uri"},
+                             "description": "http(s) URLs that receive a JSON notice with a signed download "
+                                            "link; private, loopback and link-local addresses are refused"},
+                "subject": {"type": "string", "maxLength": MAX_SUBJECT,
+                            "description": "E-mail subject (one line; default: the report's title and period)"},
+                "message": {"type": "string", "maxLength": MAX_MESSAGE, "description": "E-mail body text"},
                 "enabled": {"type": "boolean", "default": True},
             },
             "additionalProperties": False,

@@ -18,7 +18,7 @@ from .cron import Cron, CronError, fire_times_between, next_fire_time
 from .deliveries import private_host_problem
 from .errors import BotReportsError, ValidationError
 from .models import Principal, Schedule
-from .params import title_problem
+from .params import UNSAFE_TITLE_CHARACTERS, title_problem
 from .scheduling import RELATIVE_PERIODS, relative_period, zone
 from .store import now
 
@@ -145,9 +145,10 @@ def validate_schedule(body: Any, reports, principal: Principal) -> dict:
     if name_issue:
         problems.append(("name", name_issue))
     subject, message = body.get("subject"), body.get("message")
-    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT or "\n" in subject
-                                or "\r" in subject):
-        problems.append(("subject", f"must be one line of at most {MAX_SUBJECT} characters"))
+    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT
+                                or UNSAFE_TITLE_CHARACTERS.search(subject)):
+        problems.append(("subject", f"must be one line of at most {MAX_SUBJECT} characters, without control "
+                                    "or bidirectional-override characters"))
     if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
         problems.append(("message", f"must be text of at most {MAX_MESSAGE} characters"))
     definition = {k: v for k, v in body.items() if k not in SCHEDULE_KEYS}
