@@ -196,6 +196,5 @@ def days_of(period: Period) -> List[dt.date]:
     """Every local date that a period touches, in order (none for an empty period)."""
     if period.end <= period.start:
         return []
-    first = local_date(period.start, period.timezone)
-    last = local_date(period.end - dt.timedelta(microseconds=1), period.timezone)
+    first, last = inclusive_days(period)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

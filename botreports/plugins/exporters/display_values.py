@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from typing import Optional
 
-from ...core.scheduling import wall_clock_text, zone
+from ...core.scheduling import inclusive_days, wall_clock_text, zone
 
 MISSING = "–"
 NUMERIC_TYPES = ("integer", "number", "percent", "duration")
@@ -151,9 +151,7 @@ def change_of(kpi) -> Optional[dict]:
 
 def period_text(period) -> str:
     """``1 Jan 2025 – 31 Jan 2025``: the first and last local day covered."""
-    tz = zone(period.timezone)
-    first = period.start.astimezone(tz).date()
-    last = (period.end - dt.timedelta(microseconds=1)).astimezone(tz).date()
+    first, last = inclusive_days(period)
     if first == last:
         return _day(first)
     return f"{_day(first)} – {_day(last)}"

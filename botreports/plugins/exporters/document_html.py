@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional
 
+from ...core.scheduling import inclusive_days
 from .display_values import (NUMERIC_TYPES, as_local_datetime, change_of, format_cell, format_kpi_value,
                              kpi_parts, period_text)
 
@@ -170,11 +171,10 @@ def _arranged(document, view: dict, layout: str):
         fragments["intro"] = f'<section class="intro">{view["intro"]}</section>'
     if view["logo"]:
         fragments["logo"] = f'<img class="logo" src="{escape(view["logo"])}" alt="">'
-    first, last = document.period.start, document.period.end - dt.timedelta(microseconds=1)
+    first, last = inclusive_days(document.period)
     context = {
         "title": document.title, "type": document.type, "timezone": document.period.timezone,
-        "period_start": str(as_local_datetime(first, document.period.timezone).date()),
-        "period_end": str(as_local_datetime(last, document.period.timezone).date()),
+        "period_start": str(first), "period_end": str(last),
         "generated_at": document.generated_at.isoformat(), "parameters": dict(document.parameters),
         "sections": [{"key": s["anchor"], "name": name, "title": s["title"]}
                      for s, name in zip(view["sections"], (x.name for x in document.sections))],

@@ -384,8 +384,8 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 ids.setdefault(table, set()).add(row["id"])
             if row.get("bot_id") is not None:
                 bots.add(row["bot_id"])
-        taken = {table: self._ids_of_others("id", table, org_id, wanted) for table, wanted in ids.items()}
-        foreign_bots = self._ids_of_others("id", "bots", org_id, bots)
+        taken = {table: self._ids_of_others(table, org_id, wanted) for table, wanted in ids.items()}
+        foreign_bots = self._ids_of_others("bots", org_id, bots)
         problems: Dict[int, str] = {}
         for position, (table, row) in enumerate(events):
             if row.get("id") in taken.get(table, ()):
@@ -394,13 +394,13 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 problems[position] = "bot_id belongs to a bot of another organisation"
         return problems
 
-    def _ids_of_others(self, column: str, table: str, org_id: str, values: set) -> set:
-        """Which of ``values`` of ``table.column`` are held by rows of organisations other than ``org_id``."""
+    def _ids_of_others(self, table: str, org_id: str, values: set) -> set:
+        """Which of the ids ``values`` are held by rows of ``table`` of organisations other than ``org_id``."""
         found, values = set(), sorted(values)
         for start in range(0, len(values), 500):  # under SQLite's limit of bound parameters
             chunk = values[start:start + 500]
             found.update(value for (value,) in self.query(
-                f"SELECT {column} FROM {table} WHERE org_id != ? AND {column} IN ({', '.join('?' * len(chunk))})",
+                f"SELECT id FROM {table} WHERE org_id != ? AND id IN ({', '.join('?' * len(chunk))})",
                 [org_id] + chunk))
         return found
 

@@ -23,12 +23,16 @@ def sanitize_html(html: str, extra_tags=(), extra_attributes=None) -> str:
                      clean_content_tags={"script", "style"})
 
 
-def render_markdown(text: str) -> str:
-    """Markdown -> sanitized HTML."""
+def _html_of(text: str) -> str:
+    """Markdown -> HTML as Python-Markdown writes it (not yet sanitized)."""
     import markdown
 
-    return sanitize_html(markdown.markdown(text or "", extensions=["tables", "sane_lists"],
-                                           output_format="html"))
+    return markdown.markdown(text or "", extensions=["tables", "sane_lists"], output_format="html")
+
+
+def render_markdown(text: str) -> str:
+    """Markdown -> sanitized HTML."""
+    return sanitize_html(_html_of(text))
 
 
 def markdown_as_text(text: str) -> str:
@@ -36,8 +40,6 @@ def markdown_as_text(text: str) -> str:
     words), for places that show no formatting, such as a spreadsheet cell."""
     import html
 
-    import markdown
     import nh3
 
-    rendered = markdown.markdown(text or "", extensions=["tables", "sane_lists"], output_format="html")
-    return html.unescape(nh3.clean(rendered, tags=set())).strip()
+    return html.unescape(nh3.clean(_html_of(text), tags=set())).strip()
