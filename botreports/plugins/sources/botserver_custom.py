@@ -3,16 +3,13 @@ botserver views. Only allow-listed names reach the SQL text; every value is a
 named parameter."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
-from ...core.custom_metrics import MetricQuery
-from .botserver_views import (AUDIT_EVENTS, CONVERSATIONS, LLM_CALLS, MESSAGES, local, local_day,
-                              local_hour_start, scope_where)
+from ...core.custom_metrics import DERIVED, MetricQuery
+from .botserver_views import Views, local, local_day, local_hour_start, scope_where
 
-VIEWS = {"messages": MESSAGES, "conversations": CONVERSATIONS, "llm_calls": LLM_CALLS,
-         "audit_events": AUDIT_EVENTS}
-#: Columns botserver has no place for: a metric over them has no data.
-UNRECORDED_COLUMNS = {"messages": {"intent", "is_error"}}
+#: The tables a custom metric may read (system samples live in InfluxDB, not here).
+TABLES = ("messages", "conversations", "llm_calls", "audit_events")
 #: How each table takes the channel filter (see ``scope_where``).
 CHANNEL_MODE = {"messages": "column", "conversations": "column", "llm_calls": "conversation",
                 "audit_events": "none"}
@@ -62,12 +59,18 @@ def _measure(metric: MetricQuery) -> str:
     return f"percentile_disc({fraction!r}::float8) WITHIN GROUP (ORDER BY {field})"
 
 
-def compile_metric(scope, metric: MetricQuery) -> Optional[Tuple[str, Dict]]:
-    """``(sql, extra params)`` selecting ``(group, value)`` rows; None if botserver lacks the data."""
-    if metric.table not in VIEWS:
-        return None  # system samples live in InfluxDB
+def compile_metric(scope, metric: MetricQuery, views: Views,
+                   unrecorded: FrozenSet[str] = frozenset()) -> Optional[Tuple[str, Dict]]:
+    """``(sql, extra params)`` selecting ``(group, value)`` rows; None if botserver lacks the data.
+
+    ``unrecorded`` holds the measures the source has no value for (``table.column``
+    or a whole table): a metric reading one of them has no data, rather than a zero.
+    """
+    if metric.table not in TABLES or metric.table in unrecorded:
+        return None
     used = {metric.field, metric.group_by} | {f.column for f in metric.filters}
-    if used & UNRECORDED_COLUMNS.get(metric.table, set()):
+    read = set(used) | {c for name in used for c in DERIVED.get(metric.table, {}).get(name, ("", ()))[1]}
+    if any(f"{metric.table}.{column}" in unrecorded for column in read if column):
         return None
     where = scope_where(scope, metric.time_column, alias="t", channel=CHANNEL_MODE[metric.table])
     params: Dict = {}
@@ -89,7 +92,13 @@ def compile_metric(scope, metric: MetricQuery) -> Optional[Tuple[str, Dict]]:
     measure = _measure(metric)
     # Without a grouping there is no GROUP BY: an empty scope still gives its one row.
     grouping = " GROUP BY g ORDER BY g" if metric.is_time_grouped else (" GROUP BY g" if metric.group_by else "")
-    sql = f"SELECT {group} AS g, {measure} AS v FROM {VIEWS[metric.table]} t WHERE {where}{grouping}"
+    table = getattr(views, metric.table)
+    if metric.table == "conversations" and "message_count" in used:
+        # Counted from the messages (botserver never fills user_sessions.message_count).
+        table = views.counted_conversations(
+            "AND session_id IN (SELECT s.id FROM user_sessions s WHERE s.created_at >= %(start)s"
+            " AND s.created_at < %(end)s)")
+    sql = f"SELECT {group} AS g, {measure} AS v FROM {table} t WHERE {where}{grouping}"
     return sql, params
 
 

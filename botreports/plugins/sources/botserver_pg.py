@@ -2,9 +2,10 @@
 own PostgreSQL tables (``postgresql://...`` URLs), aggregated in PostgreSQL.
 
 Read-only transactions on a connection pool, a statement timeout, named
-parameters only. What botserver does not record (message intents, per-message
-error flags, system samples) is answered with None: the sections show "no
-data" for it. See docs/data_sources.md for the mapping.
+parameters only. What botserver does not record is reported by
+``unrecorded()``, decided from its tables, so a measure shows "not recorded by
+this source" until botserver starts filling it, and its numbers from then on.
+See docs/data_sources.md for the mapping.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ... import hookimpl
@@ -23,15 +25,17 @@ from ...core.datasource import PERCENTILES
 from ...core.errors import ReportFailed
 from ...core.models import DataSourceFactory, Scope
 from .botserver_custom import compile_metric, order_groups
-from .botserver_views import (AUDIT_EVENTS, CONVERSATIONS, LLM_CALLS, local, local_day, local_hour_start,
-                              messages_view, scope_params, scope_where)
+from .botserver_views import (TIMESTAMP_TEXT, Views, local, local_day, local_hour_start,
+                              scope_params, scope_where)
 
 log = logging.getLogger("botreports.botserver")
 
-#: What botserver keeps nowhere in PostgreSQL; the source answers None for these.
-UNRECORDED = frozenset({"messages.intent", "messages.is_error", "system_samples"})
+#: Measures botserver's schema has no place for: never recorded, whatever its rows hold.
+NO_COLUMN = frozenset({"messages.intent", "messages.is_error", "conversations.satisfaction", "system_samples"})
+#: How long the answer of ``unrecorded()`` is kept before botserver's tables are asked again.
+UNRECORDED_TTL_S = 300.0
 #: Options of a ``postgresql://`` URL read by botreports, not by libpq.
-URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max")
+URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automation")
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_MAX = 4
 #: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
@@ -98,10 +102,9 @@ class BotserverAnalytics:
     """Answers the section queries from botserver's PostgreSQL database (read-only)."""
 
     name = "botserver_pg"
-    unrecorded = UNRECORDED
 
     def __init__(self, url: str, *, statement_timeout_ms: Optional[int] = None, schema: Optional[str] = None,
-                 pool_min: int = 1, pool_max: Optional[int] = None):
+                 pool_min: int = 1, pool_max: Optional[int] = None, automation: Optional[str] = None):
         self.conninfo, options = split_url(url)
         timeout = statement_timeout_ms if statement_timeout_ms is not None else options.get(
             "statement_timeout", os.environ.get("BOTREPORTS_PG_STATEMENT_TIMEOUT", DEFAULT_STATEMENT_TIMEOUT_MS))
@@ -112,8 +115,14 @@ class BotserverAnalytics:
         self.pool_min = int(options.get("pool_min", pool_min))
         self.pool_max = int(options.get("pool_max", pool_max or os.environ.get("BOTREPORTS_PG_POOL_SIZE")
                                         or DEFAULT_POOL_MAX))
+        automation = automation or options.get("automation") or os.environ.get("BOTREPORTS_PG_AUTOMATION") or "include"
+        if automation not in ("include", "exclude"):
+            raise ValueError(f"automation must be include or exclude, not {automation!r}")
+        #: The canonical tables over botserver's; automation sessions left out when asked.
+        self.views = Views(automation=automation == "include")
         self._pool = None
         self._lock = threading.Lock()
+        self._unrecorded: Optional[tuple] = None  # (monotonic time read, answer)
 
     @property
     def concurrent_queries(self) -> bool:
@@ -191,18 +200,48 @@ class BotserverAnalytics:
     def _params(self, scope: Scope, **extra) -> dict:
         return {**scope_params(scope), "fractions": FRACTIONS, **extra}
 
+    # -- what botserver records -----------------------------------------
+
+    def unrecorded(self) -> FrozenSet[str]:
+        """The measures no row of botserver's tables holds a value for (see core/datasource.py).
+
+        Asked of the tables themselves rather than assumed: botserver has the columns
+        for reply times, message tokens and LLM calls but its code does not fill them
+        yet; the day it does, they count. Kept for ``UNRECORDED_TTL_S`` seconds.
+        """
+        kept = self._unrecorded
+        if kept is not None and time.monotonic() - kept[0] < UNRECORDED_TTL_S:
+            return kept[1]
+        v = self.views
+        probes = {
+            "messages.latency_ms": f"SELECT 1 FROM {v.messages} m WHERE direction = 'out' AND latency_ms IS NOT NULL",
+            "messages.tokens": f"SELECT 1 FROM {v.messages} m WHERE tokens <> 0",
+            "conversations.ended_at": (f"SELECT 1 FROM user_sessions s JOIN bots b ON b.id = s.bot_id"
+                                       f" WHERE s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
+                                       + ("" if v.automation else " AND s.user_id <> s.bot_id")),
+            "llm_calls": f"SELECT 1 FROM {v.llm_calls} l",
+        }
+        found = self.query("SELECT " + ", ".join(f"EXISTS ({sql})" for sql in probes.values()))[0]
+        answer = NO_COLUMN | {name for name, present in zip(probes, found) if not present}
+        self._unrecorded = (time.monotonic(), frozenset(answer))
+        return self._unrecorded[1]
+
+    def forget(self) -> None:
+        """Ask botserver's tables again at the next ``unrecorded()`` (after a change one knows of)."""
+        self._unrecorded = None
+
     # -- usage ----------------------------------------------------------
 
     def usage_totals(self, scope: Scope) -> Dict[str, float]:
         """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
         p = self._params(scope)
         row = self.query(
-            f"SELECT (SELECT count(*) FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}),"
+            f"SELECT (SELECT count(*) FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}),"
             f" m.*, l.* FROM (SELECT count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
-            f" count(DISTINCT user_id) FILTER (WHERE direction = 'in') FROM {messages_view(scope)} m"
+            f" count(DISTINCT user_id) FILTER (WHERE direction = 'in') FROM {self.views.messages} m"
             f" WHERE {scope_where(scope, 'created_at', alias='m')}) m,"
             f" (SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
-            f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}) l", p)[0]
+            f" FROM {self.views.llm_calls} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}) l", p)[0]
         conversations, messages_in, messages_out, active, calls, tokens, cost = row
         return {"conversations": conversations, "messages_in": messages_in, "messages_out": messages_out,
                 "active_users": active, "new_users": sum(n for _, n in self._first_seen(scope)),
@@ -213,7 +252,7 @@ class BotserverAnalytics:
         where = scope_where(scope, None, alias="m", period=False)
         return self.query(
             f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(created_at) AS first"
-            f" FROM {messages_view(scope)} m WHERE {where} AND direction = 'in' AND created_at < %(end)s"
+            f" FROM {self.views.messages} m WHERE {where} AND direction = 'in' AND created_at < %(end)s"
             f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day", self._params(scope))
 
     def daily_usage(self, scope: Scope) -> List[dict]:
@@ -226,13 +265,13 @@ class BotserverAnalytics:
                                        "active_users": 0, "new_users": 0})
 
         for d, count in self.query(
-                f"SELECT {local_day('started_at')} AS day, count(*) FROM {CONVERSATIONS} c"
+                f"SELECT {local_day('started_at')} AS day, count(*) FROM {self.views.conversations} c"
                 f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day", p):
             day(d)["conversations"] = count
         for d, messages_in, messages_out, active in self.query(
                 f"SELECT {local_day('created_at')} AS day, count(*) FILTER (WHERE direction = 'in'),"
                 f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY day", p):
+                f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY day", p):
             day(d).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         for d, count in self._first_seen(scope):
             day(d)["new_users"] = count
@@ -251,12 +290,12 @@ class BotserverAnalytics:
         t = local("created_at")
         for wd, hr, messages_in, messages_out in self.query(
                 f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FILTER (WHERE direction = 'in'),"
-                f" count(*) FILTER (WHERE direction = 'out') FROM {messages_view(scope)} m"
+                f" count(*) FILTER (WHERE direction = 'out') FROM {self.views.messages} m"
                 f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY wd, hr", p):
             cell((wd, hr)).update(messages_in=messages_in, messages_out=messages_out)
         t = local("started_at")
         for wd, hr, count in self.query(
-                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FROM {CONVERSATIONS} c"
+                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FROM {self.views.conversations} c"
                 f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY wd, hr", p):
             cell((wd, hr))["conversations"] = count
         return [{"weekday": wd, "hour": hr, **values} for (wd, hr), values in sorted(cells.items())]
@@ -274,22 +313,22 @@ class BotserverAnalytics:
                                        "active_users": 0, "tokens": 0, "cost_usd": 0.0})
 
         for k, count in self.query(
-                f"SELECT {key}, count(*) FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+                f"SELECT {key}, count(*) FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}"
                 f" GROUP BY {key}", p):
             row(k)["conversations"] = count
         for k, messages_in, messages_out, active in self.query(
                 f"SELECT {key}, count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
                 f" count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {messages_view(scope, need_channel=dimension == 'channel')} m"
+                f" FROM {self.views.messages} m"
                 f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY {key}", p):
             row(k).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         if dimension == "bot":
             llm = (f"SELECT l.bot_id, coalesce(sum(l.input_tokens + l.output_tokens), 0), coalesce(sum(l.cost_usd), 0)"
-                   f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+                   f" FROM {self.views.llm_calls} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
                    f" GROUP BY l.bot_id")
         else:
             llm = (f"SELECT c.channel, coalesce(sum(l.input_tokens + l.output_tokens), 0), coalesce(sum(l.cost_usd), 0)"
-                   f" FROM {LLM_CALLS} l LEFT JOIN {CONVERSATIONS} c ON c.id = l.conversation_id"
+                   f" FROM {self.views.llm_calls} l LEFT JOIN {self.views.conversations} c ON c.id = l.conversation_id"
                    f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY c.channel")
         for k, tokens, cost in self.query(llm, p):
             row(k).update(tokens=tokens, cost_usd=round(cost, 6))
@@ -298,10 +337,10 @@ class BotserverAnalytics:
     def top_users(self, scope: Scope, limit: int) -> List[dict]:
         """The ``limit`` users with most incoming messages."""
         rows = self.query(
-            f"SELECT t.user_id, t.n, (SELECT count(*) FROM {CONVERSATIONS} c"
+            f"SELECT t.user_id, t.n, (SELECT count(*) FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} AND c.user_id = t.user_id), t.first, t.last"
             f" FROM (SELECT user_id, count(*) AS n, min(created_at) AS first, max(created_at) AS last"
-            f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+            f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
             f" AND direction = 'in' GROUP BY user_id ORDER BY n DESC, user_id LIMIT %(limit)s) t"
             f" ORDER BY t.n DESC, t.user_id", self._params(scope, limit=int(limit)))
         return [{"user_id": u, "messages_in": n, "conversations": c, "first_at": first, "last_at": last}
@@ -323,23 +362,29 @@ class BotserverAnalytics:
                                               "tokens": 0, "cost_usd": 0.0})
 
         for d, bot, count in self.query(
-                f"SELECT {local_day('started_at')} AS day, bot_id, count(*) FROM {CONVERSATIONS} c"
+                f"SELECT {local_day('started_at')} AS day, bot_id, count(*) FROM {self.views.conversations} c"
                 f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day, bot_id", p):
             row(d, bot)["conversations"] = count
         for d, bot, messages_in, messages_out, active in self.query(
                 f"SELECT {local_day('created_at')} AS day, bot_id, count(*) FILTER (WHERE direction = 'in'),"
                 f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+                f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
                 f" GROUP BY day, bot_id", p):
             row(d, bot).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         for d, bot, tokens, cost in self.query(
                 f"SELECT {local_day('created_at')} AS day, bot_id, coalesce(sum(input_tokens + output_tokens), 0),"
-                f" coalesce(sum(cost_usd), 0) FROM {LLM_CALLS} l"
+                f" coalesce(sum(cost_usd), 0) FROM {self.views.llm_calls} l"
                 f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY day, bot_id", p):
             row(d, bot).update(tokens=tokens, cost_usd=round(cost, 6))
         return iter([rows[key] for key in sorted(rows)])
 
     # -- conversations --------------------------------------------------
+
+    def _counted(self) -> str:
+        """Conversations with their message counts, counting only sessions started in the period."""
+        return self.views.counted_conversations(
+            "AND session_id IN (SELECT s.id FROM user_sessions s WHERE s.created_at >= %(start)s"
+            " AND s.created_at < %(end)s)")
 
     def conversation_summary(self, scope: Scope) -> dict:
         """Outcomes, message counts and durations of the conversations started in the scope."""
@@ -350,7 +395,7 @@ class BotserverAnalytics:
             f"SELECT count(*), {counts}, sum(message_count)::float8 / nullif(count(message_count), 0),"
             f" percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY message_count),"
             f" count(ended_at), percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY {DURATION})"
-            f" FROM {CONVERSATIONS} c WHERE {where}", p)[0]
+            f" FROM {self._counted()} c WHERE {where}", p)[0]
         total, resolved, abandoned, handed_off, open_, avg_messages, message_picks, ended, duration_picks = row
         message_picks = dict(zip(PERCENTILES, message_picks or [None] * len(PERCENTILES)))
         duration_picks = dict(zip(PERCENTILES, duration_picks or [None] * len(PERCENTILES)))
@@ -363,7 +408,7 @@ class BotserverAnalytics:
         """Per local day of start: conversations by outcome."""
         counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
         rows = self.query(
-            f"SELECT {local_day('started_at')} AS day, {counts} FROM {CONVERSATIONS} c"
+            f"SELECT {local_day('started_at')} AS day, {counts} FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
         return [{"day": r[0], **dict(zip(STATUSES, r[1:]))} for r in rows]
 
@@ -375,14 +420,14 @@ class BotserverAnalytics:
                  else "coalesce(message_count, 0) DESC")
         rows = self.query(
             f"SELECT id, bot_id, channel, user_id, started_at, {DURATION} AS duration_ms, message_count, status,"
-            f" satisfaction FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+            f" satisfaction FROM {self._counted()} c WHERE {scope_where(scope, 'started_at', alias='c')}"
             f" ORDER BY {order}, started_at, id LIMIT %(limit)s", self._params(scope, limit=int(limit)))
         names = ("id", "bot_id", "channel", "user_id", "started_at", "duration_ms", "message_count", "status",
                  "satisfaction")
         return [dict(zip(names, r)) for r in rows]
 
     def top_intents(self, scope: Scope, limit: int) -> Optional[dict]:
-        """None: botserver's message_history has no intent column."""
+        """None: botserver's message_history has no intent column (``unrecorded`` says so)."""
         return None
 
     def satisfaction(self, scope: Scope) -> dict:
@@ -391,7 +436,7 @@ class BotserverAnalytics:
         row = self.query(
             f"SELECT count(*) FILTER (WHERE status <> 'open'), count(satisfaction),"
             f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0), {picks}"
-            f" FROM {CONVERSATIONS} c WHERE {scope_where(scope, 'started_at', alias='c')}", self._params(scope))[0]
+            f" FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}", self._params(scope))[0]
         closed, rated, average, *distribution = row
         return {"closed": closed, "rated": rated, "average": None if average is None else round(average, 4),
                 "distribution": {n: count for n, count in zip(range(1, 6), distribution)}}
@@ -400,7 +445,7 @@ class BotserverAnalytics:
         """Per local day of start with ratings: how many and their average."""
         rows = self.query(
             f"SELECT {local_day('started_at')} AS day, count(satisfaction),"
-            f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0) FROM {CONVERSATIONS} c"
+            f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0) FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
         return [{"day": d, "rated": n, "average": None if avg is None else round(avg, 4)} for d, n, avg in rows]
 
@@ -410,7 +455,7 @@ class BotserverAnalytics:
             raise ValueError(f"dimension must be bot or channel, not {dimension!r}")
         key = "bot_id" if dimension == "bot" else "channel"
         rows = self.query(
-            f"SELECT {key}, count(*), count(*) FILTER (WHERE status = 'handed_off') FROM {CONVERSATIONS} c"
+            f"SELECT {key}, count(*), count(*) FILTER (WHERE status = 'handed_off') FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY {key}", self._params(scope))
         result = [{"key": k, "conversations": n, "handed_off": h} for k, n, h in rows]
         return sorted(result, key=lambda r: (-r["handed_off"], r["key"] is not None, str(r["key"])))
@@ -420,13 +465,9 @@ class BotserverAnalytics:
         names = ("id", "bot_id", "channel", "user_id", "started_at", "ended_at", "duration_ms", "message_count",
                  "status", "satisfaction", "messages_in", "messages_out", "errors", "avg_latency_ms")
         sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, {DURATION},"
-               f" c.message_count, c.status, c.satisfaction, coalesce(m.messages_in, 0), coalesce(m.messages_out, 0),"
-               f" NULL::int, m.avg_latency FROM {CONVERSATIONS} c LEFT JOIN LATERAL ("
-               f" SELECT count(*) FILTER (WHERE role = 1) AS messages_in, count(*) FILTER (WHERE role = 2) AS messages_out,"
-               f" sum(processing_time_ms) FILTER (WHERE role = 2)::float8"
-               f" / nullif(count(processing_time_ms) FILTER (WHERE role = 2), 0) AS avg_latency"
-               f" FROM message_history WHERE session_id = c.id) m ON TRUE"
-               f" WHERE {scope_where(scope, 'started_at', alias='c')} ORDER BY c.started_at, c.id")
+               f" c.message_count, c.status, c.satisfaction, c.messages_in, c.messages_out, NULL::int, c.avg_latency"
+               f" FROM {self._counted()} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+               f" ORDER BY c.started_at, c.id")
         for row in self.stream(sql, self._params(scope)):
             record = dict(zip(names, row))
             if record["avg_latency_ms"] is not None:
@@ -444,7 +485,7 @@ class BotserverAnalytics:
             raise ValueError(f"group must be day, bot or channel, not {group!r}")
         rows = self.query(
             f"SELECT {self._group_key(group, 'created_at')} AS k, {_stats('latency_ms')}"
-            f" FROM {messages_view(scope, need_channel=group == 'channel')} m"
+            f" FROM {self.views.messages} m"
             f" WHERE {scope_where(scope, 'created_at', alias='m')} AND direction = 'out' AND latency_ms IS NOT NULL"
             f" GROUP BY k", self._params(scope))
         result = [{"key": k, "replies": n, **_stats_row(n, avg, low, high, picks)}
@@ -463,16 +504,16 @@ class BotserverAnalytics:
 
         for k, replies in self.query(
                 f"SELECT {self._group_key(group, 'created_at')} AS k, count(*)"
-                f" FROM {messages_view(scope, need_channel=group == 'channel')} m"
+                f" FROM {self.views.messages} m"
                 f" WHERE {scope_where(scope, 'created_at', alias='m')} AND direction = 'out' GROUP BY k", p):
             row(k)["replies"] = replies
         if group == "channel":
-            llm = (f"SELECT c.channel AS k, count(*), count(*) FILTER (WHERE NOT l.success) FROM {LLM_CALLS} l"
-                   f" LEFT JOIN {CONVERSATIONS} c ON c.id = l.conversation_id"
+            llm = (f"SELECT c.channel AS k, count(*), count(*) FILTER (WHERE NOT l.success) FROM {self.views.llm_calls} l"
+                   f" LEFT JOIN {self.views.conversations} c ON c.id = l.conversation_id"
                    f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY k")
         else:
             llm = (f"SELECT {self._group_key(group, 'created_at')} AS k, count(*), count(*) FILTER (WHERE NOT success)"
-                   f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+                   f" FROM {self.views.llm_calls} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
                    f" GROUP BY k")
         for k, calls, failures in self.query(llm, p):
             row(k).update(llm_calls=calls, llm_failures=failures)
@@ -483,7 +524,7 @@ class BotserverAnalytics:
         rows = self.query(
             f"SELECT model, count(*), count(*) FILTER (WHERE NOT success), coalesce(sum(input_tokens), 0),"
             f" coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0), {_stats('latency_ms')}"
-            f" FROM {LLM_CALLS} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
+            f" FROM {self.views.llm_calls} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}"
             f" GROUP BY model ORDER BY count(*) DESC, model {BINARY}", self._params(scope))
         result = []
         for model, calls, failures, tokens_in, tokens_out, cost, _n, avg, low, high, picks in rows:
@@ -496,7 +537,7 @@ class BotserverAnalytics:
     def throughput(self, scope: Scope) -> dict:
         """Messages, the busiest minute and local hour (earliest on a tie), and active hours."""
         p = self._params(scope)
-        view, where = messages_view(scope), scope_where(scope, "created_at", alias="m")
+        view, where = self.views.messages, scope_where(scope, "created_at", alias="m")
         total, active = self.query(
             f"SELECT count(*), count(DISTINCT {local_hour_start('created_at')}) FROM {view} m WHERE {where}", p)[0]
         minute = self.query(
@@ -531,13 +572,13 @@ class BotserverAnalytics:
         for hour, bot, messages_in, replies, avg, high in self.query(
                 f"SELECT {local_hour_start('created_at')} AS h, bot_id, count(*) FILTER (WHERE direction = 'in'),"
                 f" count(*) FILTER (WHERE direction = 'out'), sum(latency_ms)::float8 / nullif(count(latency_ms), 0),"
-                f" max(latency_ms) FROM {messages_view(scope)} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+                f" max(latency_ms) FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
                 f" GROUP BY h, bot_id", p):
             row(hour, bot).update(messages_in=messages_in, replies=replies,
                                   avg_latency_ms=None if avg is None else round(avg, 3), max_latency_ms=high)
         for hour, bot, calls, failures, tokens in self.query(
                 f"SELECT {local_hour_start('created_at')} AS h, bot_id, count(*), count(*) FILTER (WHERE NOT success),"
-                f" coalesce(sum(input_tokens + output_tokens), 0) FROM {LLM_CALLS} l"
+                f" coalesce(sum(input_tokens + output_tokens), 0) FROM {self.views.llm_calls} l"
                 f" WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')} GROUP BY h, bot_id", p):
             row(hour, bot).update(llm_calls=calls, llm_failures=failures, tokens=tokens)
         return iter([rows[key] for key in sorted(rows)])
@@ -550,7 +591,7 @@ class BotserverAnalytics:
     def audit_summary(self, scope: Scope) -> List[dict]:
         """Events per action and result, most first."""
         rows = self.query(
-            f"SELECT action, result, count(*) FROM {AUDIT_EVENTS} a WHERE {self._audit_where(scope)}"
+            f"SELECT action, result, count(*) FROM {self.views.audit_events} a WHERE {self._audit_where(scope)}"
             f" GROUP BY action, result ORDER BY count(*) DESC, action {BINARY}, result {BINARY}",
             self._params(scope))
         return [{"action": a, "result": r, "events": n} for a, r, n in rows]
@@ -558,7 +599,7 @@ class BotserverAnalytics:
     def audit_denials(self, scope: Scope, limit: int) -> List[dict]:
         """Per actor with denied events: denials, the actions denied (sorted), the last denial; most first."""
         rows = self.query(
-            f"SELECT actor, count(*), array_agg(DISTINCT action), max(created_at) FROM {AUDIT_EVENTS} a"
+            f"SELECT actor, count(*), array_agg(DISTINCT action), max(created_at) FROM {self.views.audit_events} a"
             f" WHERE {self._audit_where(scope)} AND result = 'denied' GROUP BY actor"
             f" ORDER BY count(*) DESC, actor {BINARY} LIMIT %(limit)s", self._params(scope, limit=int(limit)))
         return [{"actor": a, "denials": n, "actions": sorted(k), "last_at": last} for a, n, k, last in rows]
@@ -574,7 +615,7 @@ class BotserverAnalytics:
         if results:
             where += " AND result = ANY(%(results)s::text[])"
         rows = self.query(
-            f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {AUDIT_EVENTS} a WHERE {where}"
+            f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {self.views.audit_events} a WHERE {where}"
             f" ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
             self._params(scope, actions=list(actions or []), results=list(results or []), limit=int(limit)))
         return [dict(zip(self.AUDIT_COLUMNS, r)) for r in rows]
@@ -582,14 +623,14 @@ class BotserverAnalytics:
     def retention_overview(self, scope: Scope, cutoff: dt.datetime) -> List[dict]:
         """Per bot, conversations started before ``cutoff`` (whatever the period)."""
         rows = self.query(
-            f"SELECT bot_id, count(*), min(started_at) FROM {CONVERSATIONS} c"
+            f"SELECT bot_id, count(*), min(started_at) FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, None, alias='c', period=False)} AND started_at < %(cutoff)s"
             f" GROUP BY bot_id ORDER BY count(*) DESC, bot_id", self._params(scope, cutoff=cutoff))
         return [{"bot_id": b, "conversations": n, "oldest_at": oldest} for b, n, oldest in rows]
 
     def audit_rows(self, scope: Scope) -> Iterator[dict]:
         """One row per audit event in the scope, oldest first."""
-        sql = (f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {AUDIT_EVENTS} a WHERE {self._audit_where(scope)}"
+        sql = (f"SELECT {', '.join(self.AUDIT_COLUMNS)} FROM {self.views.audit_events} a WHERE {self._audit_where(scope)}"
                f" ORDER BY created_at, id")
         return (dict(zip(self.AUDIT_COLUMNS, row)) for row in self.stream(sql, self._params(scope)))
 
@@ -597,7 +638,7 @@ class BotserverAnalytics:
 
     def custom_metric(self, scope: Scope, metric) -> Optional[List[dict]]:
         """A validated ``MetricQuery`` compiled to SQL; None when it needs what botserver does not record."""
-        compiled = compile_metric(scope, metric)
+        compiled = compile_metric(scope, metric, self.views, self.unrecorded())
         if compiled is None:
             return None
         sql, extra = compiled

@@ -1,76 +1,132 @@
 """botserver's tables presented as the canonical analytics tables (DESIGN §5).
 
-Each canonical table is an SQL subquery over botserver's own tables; the
-source's queries select from these subqueries and PostgreSQL pushes the scope
-filters down into them, so the aggregation runs on botserver's rows and
-indexes without a copy. The mapping is documented in docs/data_sources.md.
+Each canonical table is an SQL subquery over botserver's own tables, as its
+migrations define them and as its code fills them; the source's queries select
+from these subqueries and PostgreSQL pushes the scope filters down into them,
+so the aggregation runs on botserver's rows without a copy. The mapping is
+documented in docs/data_sources.md.
+
+A botserver session (``user_sessions``) is one long-lived thread per user and
+bot, reused: on this source a "conversation" is that thread. Its channel and
+its hand-off or resolution live in ``context_data``, the only place botserver
+writes them.
 """
 from __future__ import annotations
 
 import uuid
 from typing import Dict, List, Optional
 
+import attrs
+
 from ...core.models import Scope
 
-#: The latest attendant session of each user session: where botserver keeps a
-#: conversation's channel, outcome, rating and end.
-ATTENDANT = (
-    "(SELECT DISTINCT ON (session_id) session_id, channel, status, satisfaction_rating, ended_at"
-    " FROM attendant_sessions WHERE session_id IS NOT NULL ORDER BY session_id, started_at DESC, id)")
+#: What botserver writes as ``compliance_audit_log.org_id`` ("Placeholder"): the bot's organisation counts.
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
 
-#: botserver's attendant states and ours: ours pass through, a session a human still holds is
-#: handed off, a closed one resolved, one the customer left abandoned.
+#: botserver reads a session without a channel as web (src/attendance/queue.rs).
+CHANNEL = "coalesce(nullif(s.context_data->>'channel', ''), 'web')"
+
+#: Resolved by an attendant: botserver writes status resolved, resolved true and resolved_at together.
+RESOLVED = ("(s.context_data->>'status' = 'resolved' OR s.context_data->>'resolved' = 'true'"
+            " OR s.context_data->>'resolved_at' IS NOT NULL)")
+
+#: Statuses botserver's transfer and queue code write while a person holds or will hold the session.
+HANDED_OFF_STATUSES = ("assigned", "queued", "transferred", "pending_transfer", "waiting", "active")
+
 STATUS = (
-    "CASE WHEN a.status IN ('resolved', 'abandoned', 'handed_off', 'open') THEN a.status"
-    " WHEN a.status IN ('waiting', 'assigned', 'active', 'transferred', 'in_progress') THEN 'handed_off'"
-    " WHEN a.status IN ('ended', 'closed', 'completed', 'done') THEN 'resolved'"
-    " WHEN a.status IN ('timeout', 'missed', 'cancelled', 'left') THEN 'abandoned'"
-    " WHEN a.ended_at IS NOT NULL THEN 'resolved' ELSE 'open' END")
+    f"CASE WHEN {RESOLVED} THEN 'resolved'"
+    " WHEN s.context_data->>'status' = 'abandoned' THEN 'abandoned'"
+    " WHEN s.context_data->>'status' IN (" + ", ".join(f"'{s}'" for s in HANDED_OFF_STATUSES) + ")"
+    " OR s.context_data->>'needs_human' = 'true' THEN 'handed_off' ELSE 'open' END")
 
-CHANNEL = "coalesce(a.channel, s.context_data->>'channel', 'unknown')"
+#: An RFC 3339 instant as botserver writes it (``Utc::now().to_rfc3339()``); anything else is no end,
+#: so that a hand-edited value can never make a report fail on a cast.
+TIMESTAMP_TEXT = (r"'^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d"
+                  r"(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?$'")
+ENDED_AT = (f"CASE WHEN s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
+            " THEN (s.context_data->>'resolved_at')::timestamptz END")
 
-CONVERSATIONS = (
-    "(SELECT s.id, b.org_id, s.bot_id, s.user_id, " + CHANNEL + " AS channel, s.created_at AS started_at,"
-    " a.ended_at, " + STATUS + " AS status, a.satisfaction_rating AS satisfaction, s.message_count"
-    " FROM user_sessions s JOIN bots b ON b.id = s.bot_id LEFT JOIN " + ATTENDANT + " a ON a.session_id = s.id)")
+#: Sessions automations open for themselves: their user is the bot (src/core/automation/mod.rs).
+AUTOMATION = "s.user_id = s.bot_id"
 
-#: Messages of users (role 1) and of the bot (role 2); tool and system turns are not conversation.
-MESSAGES = (
-    "(SELECT m.id, b.org_id, m.session_id AS conversation_id, s.bot_id, " + CHANNEL + " AS channel, m.user_id,"
-    " CASE m.role WHEN 1 THEN 'in' ELSE 'out' END AS direction, m.created_at,"
-    " CASE WHEN m.role = 2 THEN m.processing_time_ms END AS latency_ms, m.token_count AS tokens"
-    " FROM message_history m JOIN user_sessions s ON s.id = m.session_id JOIN bots b ON b.id = s.bot_id"
-    " LEFT JOIN " + ATTENDANT + " a ON a.session_id = s.id WHERE m.role IN (1, 2))")
+#: Messages of a conversation: the user's (role 1) and the bot's (role 2); system (3) and summary (9) rows are not.
+CONVERSATION_ROLES = "role IN (1, 2)"
 
-#: The same without the channel, cheaper when no channel is asked for (no attendant join).
-MESSAGES_NO_CHANNEL = (
-    "(SELECT m.id, b.org_id, m.session_id AS conversation_id, s.bot_id, m.user_id,"
-    " CASE m.role WHEN 1 THEN 'in' ELSE 'out' END AS direction, m.created_at,"
-    " CASE WHEN m.role = 2 THEN m.processing_time_ms END AS latency_ms, m.token_count AS tokens"
-    " FROM message_history m JOIN user_sessions s ON s.id = m.session_id JOIN bots b ON b.id = s.bot_id"
-    " WHERE m.role IN (1, 2))")
+#: Message counts per session over all its history (botserver never writes user_sessions.message_count).
+SESSION_COUNTS = (
+    "(SELECT session_id, count(*) AS message_count, count(*) FILTER (WHERE role = 1) AS messages_in,"
+    " count(*) FILTER (WHERE role = 2) AS messages_out,"
+    " sum(processing_time_ms) FILTER (WHERE role = 2)::float8"
+    " / nullif(count(processing_time_ms) FILTER (WHERE role = 2), 0) AS avg_latency"
+    " FROM message_history WHERE " + CONVERSATION_ROLES + " {sessions} GROUP BY session_id)")
 
-LLM_CALLS = (
-    "(SELECT l.request_id AS id, b.org_id, l.bot_id, l.session_id AS conversation_id, l.model,"
-    " l.timestamp AS created_at, l.input_tokens, l.output_tokens, l.latency_ms, l.success,"
-    " l.estimated_cost AS cost_usd FROM llm_metrics l JOIN bots b ON b.id = l.bot_id)")
 
-#: botserver's results and ours: success is allowed, failure an error.
-AUDIT_RESULT = (
-    "CASE WHEN result IN ('allowed', 'denied', 'error') THEN result"
-    " WHEN result IN ('success', 'ok', 'granted') THEN 'allowed'"
-    " WHEN result IN ('forbidden', 'rejected', 'blocked') THEN 'denied' ELSE 'error' END")
+@attrs.frozen
+class Views:
+    """The canonical tables as subqueries; ``automation`` False leaves automation sessions out."""
+
+    automation: bool = True
+
+    @property
+    def _sessions(self) -> str:
+        """The sessions that count, joined to their bot (whose organisation is theirs)."""
+        skip = "" if self.automation else f" AND NOT ({AUTOMATION})"
+        return f"user_sessions s JOIN bots b ON b.id = s.bot_id{skip}"
+
+    @property
+    def conversations(self) -> str:
+        """Sessions as conversations, without message counts (cheap: no pass over the messages)."""
+        return (f"(SELECT s.id, b.org_id, s.bot_id, s.user_id, {CHANNEL} AS channel, s.created_at AS started_at,"
+                f" {ENDED_AT} AS ended_at, {STATUS} AS status, NULL::int AS satisfaction FROM {self._sessions})")
+
+    def counted_conversations(self, sessions: str = "") -> str:
+        """Sessions as conversations with their message counts; ``sessions`` narrows the counting.
+
+        botserver has no index on ``message_history.session_id``: the counts are one
+        grouped pass over the messages, restricted by ``sessions`` (``AND session_id
+        IN (...)``) to the conversations a query asks about.
+        """
+        counts = SESSION_COUNTS.format(sessions=sessions)
+        return (f"(SELECT c.*, coalesce(n.message_count, 0) AS message_count, coalesce(n.messages_in, 0)"
+                f" AS messages_in, coalesce(n.messages_out, 0) AS messages_out, n.avg_latency"
+                f" FROM {self.conversations} c LEFT JOIN {counts} n ON n.session_id = c.id)")
+
+    @property
+    def messages(self) -> str:
+        return (f"(SELECT m.id, b.org_id, m.session_id AS conversation_id, s.bot_id, {CHANNEL} AS channel,"
+                f" m.user_id, CASE m.role WHEN 1 THEN 'in' ELSE 'out' END AS direction, m.created_at,"
+                f" CASE WHEN m.role = 2 THEN m.processing_time_ms END AS latency_ms, m.token_count AS tokens,"
+                f" NULL::text AS intent, NULL::int AS is_error"
+                f" FROM message_history m JOIN {self._sessions} ON s.id = m.session_id WHERE m.{CONVERSATION_ROLES})")
+
+    @property
+    def llm_calls(self) -> str:
+        skip = ("" if self.automation else
+                f" WHERE NOT EXISTS (SELECT 1 FROM user_sessions s WHERE s.id = l.session_id AND {AUTOMATION})")
+        return ("(SELECT l.id, b.org_id, l.bot_id, l.session_id AS conversation_id, l.model,"
+                " l.timestamp AS created_at, l.input_tokens, l.output_tokens, l.latency_ms, l.success,"
+                f" l.estimated_cost AS cost_usd FROM llm_metrics l JOIN bots b ON b.id = l.bot_id{skip})")
+
+    @property
+    def audit_events(self) -> str:
+        return AUDIT_EVENTS
+
+    @property
+    def bots(self) -> str:
+        return BOTS
+
+
+#: botserver's results (success / failure / denied / error) and ours.
+AUDIT_RESULT = ("CASE a.result WHEN 'success' THEN 'allowed' WHEN 'allowed' THEN 'allowed'"
+                " WHEN 'denied' THEN 'denied' ELSE 'error' END")
 
 AUDIT_EVENTS = (
-    "(SELECT id, org_id, bot_id, created_at, coalesce(user_id::text, 'system') AS actor, action, resource_type,"
-    " resource_id, " + AUDIT_RESULT + " AS result, ip_address AS ip FROM compliance_audit_log)")
+    f"(SELECT a.id, CASE WHEN a.org_id = '{NIL_UUID}'::uuid THEN b.org_id ELSE a.org_id END AS org_id,"
+    " a.bot_id, a.created_at, coalesce(a.user_id::text, 'system') AS actor, a.action, a.resource_type,"
+    f" a.resource_id, {AUDIT_RESULT} AS result, a.ip_address AS ip"
+    " FROM compliance_audit_log a LEFT JOIN bots b ON b.id = a.bot_id)")
 
 BOTS = "(SELECT id, org_id, name, created_at FROM bots)"
-
-
-def messages_view(scope: Scope, need_channel: bool = False) -> str:
-    """The messages subquery, with the attendant join only when a channel is needed."""
-    return MESSAGES if (scope.channel or need_channel) else MESSAGES_NO_CHANNEL
 
 
 def as_uuid(value) -> Optional[str]:
@@ -115,7 +171,7 @@ def scope_where(scope: Scope, time_column: Optional[str], *, alias: str = "", bo
         if channel == "column":
             clauses.append(f"{p}channel = %(channel)s")
         else:
-            clauses.append(f"{p}conversation_id IN (SELECT c.id FROM {CONVERSATIONS} c WHERE c.channel = %(channel)s)")
+            clauses.append(f"{p}conversation_id IN (SELECT s.id FROM user_sessions s WHERE {CHANNEL} = %(channel)s)")
     return " AND ".join(clauses) or "TRUE"
 
 
