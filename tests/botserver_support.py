@@ -1,16 +1,19 @@
-"""A botserver database for the tests: its schema in a PostgreSQL schema of its
-own, filled from the same synthetic data as an SQLite file, dropped afterwards.
+"""A botserver database for the tests: botserver's real migrations applied to a
+database of its own, its tables filled the way botserver writes them from
+synthetic data, the canonical file the source must present beside it, and the
+database dropped afterwards.
 
-Tests that need PostgreSQL skip when it cannot be reached, except with
-``CI=true``, where they fail instead.
+Tests that need PostgreSQL skip when it cannot be reached or botserver's
+migrations are absent, except with ``CI=true``, where they fail instead.
 """
 import datetime as dt
 import os
-import secrets
 
 import pytest
 
-from botreports.plugins.sources.botserver_fixture import install_schema, load_botserver, uuid_for, uuid_keyed_copy
+from botreports.plugins.sources.botserver_fixture import (
+    MIGRATIONS_ENV, create_botserver_database, drop_botserver_database, expected_canonical, load_botserver,
+    migrations_dir, uuid_for)
 from botreports.plugins.sources.synthetic import generate
 
 PG_URL = os.environ.get("BOTREPORTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -18,52 +21,80 @@ PG_URL = os.environ.get("BOTREPORTS_TEST_PG", "postgresql://postgres@127.0.0.1:5
 DEMO = {"days": 21, "bots": 6, "messages": 6000, "seed": 21, "end_date": dt.date(2025, 4, 4), "orgs": 3}
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
 def connect(url=PG_URL):
     """A psycopg connection, or a skip (a failure under CI) when PostgreSQL is unreachable."""
     try:
         import psycopg
     except ImportError:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             raise
         pytest.skip("psycopg is not installed (pip install botreports[postgres])")
     try:
         return psycopg.connect(url, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"PostgreSQL at {url} is required in CI: {exc}")
         pytest.skip(f"PostgreSQL is not reachable at {url}: {exc}")
 
 
 def with_options(url, **options):
-    """``url`` with botreports' URL options (schema, statement_timeout, ...) added."""
+    """``url`` with botreports' URL options (statement_timeout, automation, ...) added."""
     query = "&".join(f"{k}={v}" for k, v in options.items())
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 class BotserverDatabase:
-    """A schema of botserver tables loaded from a uuid-keyed canonical file."""
+    """botserver's schema from its migrations, loaded from synthetic data, and the expected canonical file.
+
+    ``url`` is the database (a source URL), ``admin_url`` the server's, ``canonical_file`` the
+    synthetic input, ``sqlite_file`` what the source must present (automation sessions included).
+    """
 
     def __init__(self, tmp_path_factory):
-        self.admin = connect()
-        self.schema = f"botserver_test_{secrets.token_hex(4)}"
-        folder = tmp_path_factory.mktemp("botserver")
-        canonical = folder / "canonical.db"
-        generate(canonical, **DEMO)
-        self.sqlite_file = uuid_keyed_copy(canonical, folder / "analytics.db")
-        install_schema(self.admin, self.schema)
-        self.counts = load_botserver(self.admin, self.schema, self.sqlite_file)
-        self.url = with_options(PG_URL, schema=self.schema)
+        connect().close()
+        if migrations_dir() is None:
+            reason = (f"botserver's migrations are not found (../shared/botserver beside the checkout,"
+                      f" or ${MIGRATIONS_ENV})")
+            if in_ci():
+                pytest.fail(reason)
+            pytest.skip(reason)
+        self.admin_url = PG_URL
+        self.folder = tmp_path_factory.mktemp("botserver")
+        self.canonical_file = self.folder / "canonical.db"
+        generate(self.canonical_file, **DEMO)
+        self.url = create_botserver_database(PG_URL)
+        try:
+            self.counts = load_botserver(self.url, self.canonical_file)
+            self.sqlite_file = expected_canonical(self.canonical_file, self.folder / "analytics.db")
+        except BaseException:
+            self.drop()
+            raise
+        self._without_automation = None
 
     def org(self, canonical_org):
+        """The UUID (text) botserver's tables give organisation ``canonical_org`` (e.g. org-acme)."""
         return uuid_for("org", canonical_org)
 
+    def bot(self, canonical_bot):
+        return uuid_for("bot", canonical_bot)
+
+    def sqlite_without_automation(self):
+        """The canonical file the source must present with ``automation=exclude``."""
+        if self._without_automation is None:
+            self._without_automation = expected_canonical(
+                self.canonical_file, self.folder / "analytics-no-automation.db", automation=False)
+        return self._without_automation
+
+    def connect(self):
+        """A psycopg connection to botserver's database (to read its raw tables)."""
+        return connect(self.url)
+
     def drop(self):
-        from psycopg import sql
-        self.admin.rollback()
-        with self.admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
-        self.admin.commit()
-        self.admin.close()
+        drop_botserver_database(self.admin_url, self.url)
 
 
 @pytest.fixture(scope="session")

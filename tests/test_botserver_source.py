@@ -1,9 +1,11 @@
-"""The botserver source against a real PostgreSQL: every query equals the SQLite
-source over the same data, independent computations agree, and the source
-never writes and never runs longer than its statement timeout."""
+"""The botserver source on botserver's real schema: every query equals the
+SQLite source over the canonical file the fixture computes independently
+from the same rows, naive computations agree, and the source never writes
+and never runs longer than its statement timeout."""
 import datetime as dt
 import inspect
 import math
+import re
 import sqlite3
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
@@ -13,16 +15,12 @@ import pytest
 from botreports.core.datasource import AnalyticsSource
 from botreports.core.errors import ReportFailed
 from botreports.core.models import Period, Scope
-from botreports.plugins.sources.botserver_pg import UNRECORDED, BotserverAnalytics, split_url
+from botreports.plugins.sources.botserver_pg import BotserverAnalytics, split_url
 from botreports.plugins.sources.sqlite import SqliteAnalytics
 
-from botserver_support import botserver_db, connect, with_options  # noqa: F401 (fixture)
+from botserver_support import botserver_db, with_options  # noqa: F401 (fixture)
 
 UTC = dt.timezone.utc
-#: Methods whose answer botserver cannot give: None for the whole answer.
-NO_DATA_METHODS = {"top_intents", "system_health", "daily_system_health"}
-#: Keys botserver has no column for (per-message error flags): None in every row.
-NO_DATA_KEYS = {"errors"}
 
 
 def local_period(first, last, tz):
@@ -44,6 +42,7 @@ def scopes(db, lite):
         Scope(acme, berlin),
         Scope(db.org("org-globex"), kathmandu, channel="whatsapp"),
         Scope(acme, ny, bot_ids=(bot,)),
+        Scope(None, local_period("2025-03-14", "2025-04-04", "UTC"), channel="web"),
     ]
 
 
@@ -72,32 +71,38 @@ def materialize(value):
     return list(value)
 
 
-def without_unrecorded(value):
-    """``value`` with the keys botserver does not record taken out (checked separately)."""
-    if isinstance(value, list):
-        return [without_unrecorded(v) for v in value]
+def empty(value):
+    """Nothing in it: what the SQLite source answers where botserver has no column."""
     if isinstance(value, dict):
-        return {k: without_unrecorded(v) for k, v in value.items() if k not in NO_DATA_KEYS}
-    return value
-
-
-def unrecorded_values(value):
+        return all(empty(v) for v in value.values())
     if isinstance(value, list):
-        return [x for v in value for x in unrecorded_values(v)]
-    if isinstance(value, dict):
-        return [v for k, v in value.items() if k in NO_DATA_KEYS]
-    return []
+        return all(empty(v) for v in value)
+    return value in (None, 0, 0.0)
 
 
-def same(a, b):
-    """Equal, numbers exactly except float sums, which may differ in their last bits."""
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
+def differences(pg, lite, where="", found=None):
+    """Where ``pg`` is not ``lite``: numbers exactly, float sums to their last bits. Where botserver
+    has no column the source answers None, and the SQLite file then holds nothing there."""
+    found = [] if found is None else found
+    if pg is None and lite is not None:
+        if not empty(lite):
+            found.append((where, pg, lite))
+    elif isinstance(pg, float) or isinstance(lite, float):
+        if lite is None or pg is None or not math.isclose(pg, lite, rel_tol=1e-12, abs_tol=1e-9):
+            found.append((where, pg, lite))
+    elif isinstance(pg, dict) and isinstance(lite, dict):
+        if pg.keys() != lite.keys():
+            found.append((where, sorted(pg.keys() ^ lite.keys())))
+        for key in pg.keys() & lite.keys():
+            differences(pg[key], lite[key], f"{where}.{key}", found)
+    elif isinstance(pg, list) and isinstance(lite, list):
+        if len(pg) != len(lite):
+            found.append((where, f"{len(pg)} items, not {len(lite)}"))
+        for index, (x, y) in enumerate(zip(pg, lite)):
+            differences(x, y, f"{where}[{index}]", found)
+    elif pg != lite:
+        found.append((where, pg, lite))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -117,47 +122,47 @@ def test_every_protocol_method_is_answered():
     assert covered | {"custom_metric"} == protocol  # custom metrics have a test of their own
 
 
-def test_every_query_equals_the_sqlite_source(botserver_db, sources):
+def test_every_query_equals_the_sqlite_source_over_the_expected_file(botserver_db, sources):
     pg, lite = sources
-    compared = 0
-    for scope in scopes(botserver_db, lite):
+    failures = {}
+    for number, scope in enumerate(scopes(botserver_db, lite)):
         for name, args in calls(scope):
             got = materialize(getattr(pg, name)(scope, *args))
-            if name in NO_DATA_METHODS:
-                assert got is None, name
-                continue
-            assert all(v is None for v in unrecorded_values(got)), name
-            if not hasattr(lite, name):
-                continue  # the SQLite source does not answer it yet; independent checks below cover it
             want = materialize(getattr(lite, name)(scope, *args))
-            assert same(without_unrecorded(got), without_unrecorded(want)), (name, args, scope)
-            compared += 1
-    assert compared >= 8
+            found = differences(got, want)
+            if found:
+                failures[(number, name, args)] = found[:5]
+    assert not failures
+
+
+def test_both_sources_say_the_same_measures_are_unrecorded(botserver_db, sources):
+    pg, lite = sources
+    assert pg.unrecorded() == lite.unrecorded() == {
+        "messages.latency_ms", "messages.tokens", "messages.is_error", "messages.intent",
+        "conversations.satisfaction", "llm_calls", "system_samples"}
 
 
 def test_custom_metrics_equal_the_sqlite_source(botserver_db, sources):
     from botreports.core.custom_metrics import parse_metric
     pg, lite = sources
-    if not hasattr(lite, "custom_metric"):
-        pytest.skip("the SQLite source answers no custom metric yet")
-    scope = scopes(botserver_db, lite)[1]
-    for options in (
-            {"table": "messages", "measure": "count", "group_by": "day"},
-            {"table": "messages", "measure": "p95", "field": "latency_ms", "group_by": "channel"},
-            {"table": "conversations", "measure": "avg", "field": "satisfaction", "group_by": "bot"},
-            {"table": "conversations", "measure": "p50", "field": "duration_ms", "filters": {"status": "resolved"}},
-            {"table": "llm_calls", "measure": "sum", "field": "total_tokens", "group_by": "model"},
-            {"table": "llm_calls", "measure": "count", "group_by": "hour_of_day", "filters": {"success": False}},
-            {"table": "audit_events", "measure": "count", "group_by": "week", "filters": {"result": ["denied"]}}):
-        metric, problems = parse_metric(options)
-        assert not problems
-        assert same(pg.custom_metric(scope, metric), lite.custom_metric(scope, metric)), options
-    for unrecorded in ({"table": "messages", "measure": "count", "group_by": "intent"},
-                       {"table": "system_samples", "measure": "avg", "field": "cpu_pct"}):
-        assert pg.custom_metric(scope, parse_metric(unrecorded)[0]) is None
+    for scope in scopes(botserver_db, lite)[:3]:
+        for options in (
+                {"table": "messages", "measure": "count", "group_by": "day"},
+                {"table": "messages", "measure": "count", "group_by": "hour", "filters": {"direction": "in"}},
+                {"table": "messages", "measure": "count_distinct", "field": "user_id", "group_by": "channel"},
+                {"table": "conversations", "measure": "count", "group_by": "status"},
+                {"table": "conversations", "measure": "p90", "field": "message_count", "group_by": "bot"},
+                {"table": "conversations", "measure": "p50", "field": "duration_ms", "filters": {"status": "resolved"}},
+                {"table": "audit_events", "measure": "count", "group_by": "week", "filters": {"result": ["denied"]}},
+                {"table": "audit_events", "measure": "count", "group_by": "result"}):
+            metric, problems = parse_metric(options)
+            assert not problems, (options, problems)
+            got, want = pg.custom_metric(scope, metric), lite.custom_metric(scope, metric)
+            assert not differences(got, want), (options, scope)
+            assert want, options  # a metric with rows, not two empty answers
 
 
-# -- independent computations (plain Python over the SQLite copy) -------------
+# -- independent computations (plain SQL over botserver's own tables) ---------
 
 
 def nearest_rank(values, p):
@@ -165,62 +170,72 @@ def nearest_rank(values, p):
     return ordered[math.ceil(p * len(ordered) / 100) - 1]
 
 
-def test_latency_percentiles_and_hours_equal_a_naive_computation(botserver_db, sources):
+def raw(botserver_db, sql, params=()):
+    with botserver_db.connect() as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_hours_and_peaks_equal_a_naive_computation_over_message_history(botserver_db, sources):
     pg, lite = sources
     scope = scopes(botserver_db, lite)[0]  # New York, across the spring-forward night
-    lo, hi = (int(t.timestamp() * 1000) for t in (scope.period.start, scope.period.end))
-    conn = sqlite3.connect(botserver_db.sqlite_file)
-    rows = conn.execute("SELECT created_at, direction, latency_ms FROM messages WHERE created_at >= ? AND created_at < ?",
-                        [lo, hi]).fetchall()
-    latencies = [lat for _, d, lat in rows if d == "out" and lat is not None]
-    [whole] = pg.reply_latency(scope)
-    assert whole["replies"] == len(latencies)
-    for p in (50, 90, 95, 99):
-        assert whole[f"p{p}_ms"] == nearest_rank(latencies, p)
-    assert whole["avg_ms"] == round(sum(latencies) / len(latencies), 3)
+    times = [t for (t,) in raw(botserver_db, "SELECT created_at FROM message_history WHERE role IN (1, 2)"
+                               " AND created_at >= %s AND created_at < %s", (scope.period.start, scope.period.end))]
     zone = ZoneInfo(scope.period.timezone)
-    per_day = defaultdict(list)
-    for created, d, lat in rows:
-        if d == "out" and lat is not None:
-            per_day[dt.datetime.fromtimestamp(created / 1000, zone).date()].append(lat)
-    by_day = {r["key"]: r for r in pg.reply_latency(scope, "day")}
-    assert set(by_day) == set(per_day)
-    for day, values in per_day.items():
-        assert by_day[day]["p90_ms"] == nearest_rank(values, 90) and by_day[day]["replies"] == len(values)
     hours = Counter()
-    for created, _, _ in rows:
-        local = dt.datetime.fromtimestamp(created / 1000, zone)
+    for created in times:
+        local = created.astimezone(zone)
         hours[(local.replace(minute=0, second=0, microsecond=0)).astimezone(UTC)] += 1
     got = pg.throughput(scope)
-    assert got["messages"] == len(rows) and got["active_hours"] == len(hours)
+    assert got["messages"] == len(times) > 1000 and got["active_hours"] == len(hours)
     peak = max(hours.values())
     assert got["peak_hour_messages"] == peak and got["peak_hour_at"] == min(h for h, n in hours.items() if n == peak)
-    conn.close()
+    per_day = Counter(created.astimezone(zone).date() for created in times)
+    assert {r["day"]: r["messages_in"] + r["messages_out"] for r in pg.daily_usage(scope)} == per_day
 
 
-def test_conversations_and_audit_equal_a_naive_computation(botserver_db, sources):
+def test_conversations_equal_a_naive_reading_of_user_sessions(botserver_db, sources):
+    import json
+    pg, lite = sources
+    scope = scopes(botserver_db, lite)[1]  # Acme, Berlin
+    sessions = raw(botserver_db, (
+        "SELECT s.id, s.context_data, s.created_at, (SELECT count(*) FROM message_history m"
+        " WHERE m.session_id = s.id AND m.role IN (1, 2)) FROM user_sessions s JOIN bots b ON b.id = s.bot_id"
+        " WHERE b.org_id = %s AND s.created_at >= %s AND s.created_at < %s"),
+        (scope.org_id, scope.period.start, scope.period.end))
+    statuses, durations, counts = Counter(), [], []
+    for _, context, created, count in sessions:
+        context = context if isinstance(context, dict) else json.loads(context)
+        if context.get("status") == "resolved":
+            statuses["resolved"] += 1
+            end = dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", context["resolved_at"]))
+            durations.append(round((end - created).total_seconds() * 1000))
+        elif context.get("status") == "abandoned":
+            statuses["abandoned"] += 1
+        elif context.get("status") in ("assigned", "queued", "transferred", "pending_transfer"):
+            statuses["handed_off"] += 1
+        else:
+            statuses["open"] += 1
+        counts.append(count)
+    summary = pg.conversation_summary(scope)
+    assert summary["conversations"] == len(sessions) > 20
+    assert {s: summary[s] for s in ("resolved", "abandoned", "handed_off", "open")} == \
+        {s: statuses[s] for s in ("resolved", "abandoned", "handed_off", "open")}
+    assert summary["ended"] == len(durations) == statuses["resolved"]
+    assert summary["duration_p90_ms"] == nearest_rank(durations, 90)
+    assert summary["messages_p50"] == nearest_rank(counts, 50)
+
+
+def test_audit_equals_a_naive_reading_of_the_nil_organisation_rows(botserver_db, sources):
     pg, lite = sources
     scope = scopes(botserver_db, lite)[1]
-    lo, hi = (int(t.timestamp() * 1000) for t in (scope.period.start, scope.period.end))
-    conn = sqlite3.connect(botserver_db.sqlite_file)
-    convs = conn.execute("SELECT status, satisfaction, started_at, ended_at, message_count FROM conversations"
-                         " WHERE org_id = ? AND started_at >= ? AND started_at < ?", [scope.org_id, lo, hi]).fetchall()
-    summary = pg.conversation_summary(scope)
-    statuses = Counter(c[0] for c in convs)
-    assert summary["conversations"] == len(convs) > 20
-    assert all(summary[s] == statuses[s] for s in ("resolved", "abandoned", "handed_off", "open"))
-    durations = [c[3] - c[2] for c in convs if c[3] is not None]
-    assert summary["ended"] == len(durations)
-    assert summary["duration_p90_ms"] == nearest_rank(durations, 90)
-    assert summary["messages_p50"] == nearest_rank([c[4] for c in convs], 50)
-    ratings = [c[1] for c in convs if c[1] is not None]
-    got = pg.satisfaction(scope)
-    assert got["rated"] == len(ratings) and got["distribution"] == {n: ratings.count(n) for n in range(1, 6)}
-    assert got["average"] == round(sum(ratings) / len(ratings), 4)
-    events = conn.execute("SELECT action, result FROM audit_events WHERE org_id = ? AND created_at >= ? AND created_at < ?",
-                          [scope.org_id, lo, hi]).fetchall()
-    assert {(r["action"], r["result"]): r["events"] for r in pg.audit_summary(scope)} == Counter(events)
-    conn.close()
+    rows = raw(botserver_db, (
+        "SELECT a.action, a.result FROM compliance_audit_log a JOIN bots b ON b.id = a.bot_id"
+        " WHERE a.org_id = '00000000-0000-0000-0000-000000000000' AND b.org_id = %s"
+        " AND a.created_at >= %s AND a.created_at < %s"), (scope.org_id, scope.period.start, scope.period.end))
+    ours = {"success": "allowed", "denied": "denied", "failure": "error", "error": "error"}
+    expected = Counter((action, ours[result]) for action, result in rows)
+    assert {(r["action"], r["result"]): r["events"] for r in pg.audit_summary(scope)} == expected
+    assert sum(expected.values()) > 50
 
 
 # -- read-only, timeouts, configuration ---------------------------------------
@@ -259,4 +274,6 @@ def test_url_options_are_ours_and_the_rest_goes_to_libpq():
     assert BotserverAnalytics("postgres://h/db?statement_timeout=5s").statement_timeout_ms == 5000
     with pytest.raises(ValueError):
         BotserverAnalytics("postgresql://h/db?schema=x;drop")
-    assert UNRECORDED == {"messages.intent", "messages.is_error", "system_samples"}
+    assert BotserverAnalytics("postgresql://h/db?automation=exclude").views.automation is False
+    with pytest.raises(ValueError):
+        BotserverAnalytics("postgresql://h/db?automation=maybe")
