@@ -19,6 +19,13 @@ aggregates in the database. Rules every implementation keeps:
 - A source that does not record something answers None: the whole answer
   for a method it cannot answer (intents, system samples), or the value of a
   key it has no column for (per-reply error flags); sections say so.
+- What a source records at all it may say with ``unrecorded() ->
+  frozenset[str]``: the names of ``MEASURES`` it holds no value for anywhere
+  (not only in a report's scope), decided from its data each time it is asked
+  (a source may keep the answer while its data stays the same), so a measure
+  lights up by itself the day a value appears. Sections then show "not
+  recorded by this source" (``models.NOT_RECORDED``) where the measure would
+  be, never a zero. A source without the method records everything.
 - Tables without a ``channel`` column follow the channel filter through
   their conversation (``llm_calls``); tables with neither a bot nor a channel
   (``system_samples``) and audit events ignore filters they cannot apply.
@@ -26,7 +33,7 @@ aggregates in the database. Rules every implementation keeps:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Dict, Iterator, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import Dict, FrozenSet, Iterator, List, Optional, Protocol, Sequence, runtime_checkable
 
 from .models import Scope
 
@@ -37,6 +44,25 @@ PERCENTILES = (50, 90, 95, 99)
 BREAKDOWNS = ("bot", "channel")
 #: Groupings ``reply_latency`` and ``error_counts`` accept (None: one row for the scope).
 LATENCY_GROUPS = (None, "day", "bot", "channel")
+
+#: The measures ``unrecorded()`` may name, each with what "no value" means for it.
+MEASURES = {
+    "messages.latency_ms": "no bot reply (direction out) has a latency",
+    "messages.tokens": "no message has a token count",
+    "messages.is_error": "no message has an error flag",
+    "messages.intent": "no message has an intent",
+    "conversations.satisfaction": "no conversation has a rating",
+    "conversations.ended_at": "no conversation has an end",
+    "llm_calls": "there are no LLM calls",
+    "system_samples": "there are no system samples",
+}
+
+
+def unrecorded_of(source) -> FrozenSet[str]:
+    """The measures ``source`` holds no value for: its ``unrecorded()`` answer, or nothing for a
+    source without the method (it records everything)."""
+    ask = getattr(source, "unrecorded", None)
+    return frozenset(ask()) if ask is not None else frozenset()
 
 
 @runtime_checkable

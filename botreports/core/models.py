@@ -226,6 +226,9 @@ class ApiKey:
 
 COLUMN_TYPES = ("text", "integer", "number", "percent", "duration", "datetime", "date")
 CHART_KINDS = ("bar", "line", "stacked_bar", "pie")
+#: Why a KPI or a column has no value: its data source keeps nothing it could be computed from
+#: (not the same as zero). Exporters print it where the value would be.
+NOT_RECORDED = "not recorded by this source"
 
 
 @attrs.frozen
@@ -247,7 +250,11 @@ class Period:
 
 @attrs.frozen
 class Kpi:
-    """One headline metric; ``change`` is the relative change vs the previous period."""
+    """One headline metric; ``change`` is the relative change vs the previous period.
+
+    ``unavailable`` is the reason a metric has no value at all (``NOT_RECORDED``): its value,
+    previous value and change are then None, and exporters print the reason instead of a number.
+    """
 
     name: str
     label: str
@@ -255,6 +262,7 @@ class Kpi:
     unit: str = ""
     previous: Union[int, float, None] = None
     change: Optional[float] = None
+    unavailable: Optional[str] = None
 
 
 @attrs.frozen
@@ -267,11 +275,13 @@ class Kpis:
 
 @attrs.frozen
 class Column:
-    """A typed table column."""
+    """A typed table column; ``unavailable`` is the reason it holds no values (``NOT_RECORDED``):
+    its cells are empty and exporters say why beside the table."""
 
     name: str
     label: str
     type: str = attrs.field(default="text", validator=attrs.validators.in_(COLUMN_TYPES))
+    unavailable: Optional[str] = None
 
 
 @attrs.frozen
@@ -283,6 +293,17 @@ class Table:
     rows: Iterable = attrs.field(factory=list, eq=False)
     raw: bool = False
     kind: str = "table"
+
+    def unavailable_note(self) -> Optional[str]:
+        """``Errored replies, CSAT: not recorded by this source.``: the columns without values and
+        why, as exporters print it beside the table; None when every column has its values."""
+        reasons: dict = {}
+        for column in self.columns:
+            if column.unavailable:
+                reasons.setdefault(column.unavailable, []).append(column.label)
+        if not reasons:
+            return None
+        return " ".join(f"{', '.join(labels)}: {reason}." for reason, labels in reasons.items())
 
 
 @attrs.frozen

@@ -108,7 +108,10 @@ def format_cell(value, column_type: str, timezone: str = "UTC") -> str:
 
 
 def format_kpi_value(kpi) -> str:
-    """A KPI's value with its unit: ``12,345``, ``25.0%``, ``1.2 s``, ``1,234.57 USD``."""
+    """A KPI's value with its unit: ``12,345``, ``25.0%``, ``1.2 s``, ``1,234.57 USD``; the reason
+    it has none when it has none at all (``not recorded by this source``)."""
+    if getattr(kpi, "unavailable", None):
+        return kpi.unavailable
     value, unit = kpi.value, (kpi.unit or "").strip()
     if not _finite(value):
         return MISSING
@@ -130,7 +133,7 @@ LOWER_IS_BETTER = ("error", "cost", "latency", "abandon", "denied", "fail", "han
 def kpi_parts(kpi) -> tuple:
     """``(number, unit)`` to print a KPI with its unit set smaller: ``("1,234.57", "USD")``."""
     unit = (kpi.unit or "").strip()
-    if unit in ("%", "ms", "s") or not _finite(kpi.value):
+    if unit in ("%", "ms", "s") or not _finite(kpi.value) or getattr(kpi, "unavailable", None):
         return format_kpi_value(kpi), ""
     return format_number(kpi.value), unit
 

@@ -57,7 +57,7 @@ def table_view(table, timezone: str, max_rows: int) -> dict:
     cut = len(taken) > max_rows
     rows = [[format_cell(value, kind, timezone) for value, kind in zip(row, types)] for row in taken[:max_rows]]
     return {"kind": "table", "title": table.title, "columns": columns, "rows": rows, "raw": table.raw,
-            "cut": cut, "shown": len(rows), "total": total}
+            "cut": cut, "shown": len(rows), "total": total, "note": table.unavailable_note()}
 
 
 #: A raw-data table is previewed, not printed: its place is the CSV and XLSX exports.
@@ -69,7 +69,7 @@ def block_view(block, timezone: str, max_rows: int, charts: bool, media: str = "
         return {"kind": "kpis", "items": [
             {"label": kpi.label, "value": kpi_parts(kpi)[0], "unit": kpi_parts(kpi)[1], "change": change_of(kpi),
              "previous": format_kpi_value(type(kpi)(kpi.name, kpi.label, kpi.previous, kpi.unit))
-             if kpi.previous is not None else None}
+             if kpi.previous is not None else None, "unavailable": kpi.unavailable}
             for kpi in block.items]}
     if block.kind == "table":
         return table_view(block, timezone, min(max_rows, RAW_PREVIEW_ROWS) if block.raw else max_rows)

@@ -111,11 +111,23 @@ def _rows(chunk: list) -> str:
         return ",".join(map(_row, chunk))
 
 
+def _without_reason(data: dict) -> dict:
+    """A KPI or column as JSON: ``unavailable`` (why it has no value) only when it has none, so
+    documents of sources that record everything read as they always have."""
+    if data.get("unavailable") is None:
+        data.pop("unavailable", None)
+    return data
+
+
 def _block(block) -> dict:
     data = unstructure(block)
     if block.kind == "kpis":
-        data["items"] = [{k: _clean(v) for k, v in item.items()} for item in data["items"]]
+        data["items"] = [_without_reason({k: _clean(v) for k, v in item.items()}) for item in data["items"]]
     return data
+
+
+def _column(column) -> dict:
+    return _without_reason(unstructure(column))
 
 
 def export_json(document, stream, options):
@@ -143,7 +155,7 @@ def export_json(document, stream, options):
                 write(dumps(_block(block)))
                 continue
             write(dumps({"kind": "table", "title": block.title, "raw": block.raw,
-                         "columns": [unstructure(c) for c in block.columns]})[:-1] + ', "rows": [')
+                         "columns": [_column(c) for c in block.columns]})[:-1] + ', "rows": [')
             # A raw table's rows may come as JSON text already (``json_text(n)``: n rows a string,
             # joined by commas), written by the database: the same values without a Python
             # object made and encoded per cell.

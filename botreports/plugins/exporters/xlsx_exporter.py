@@ -3,7 +3,9 @@
 Sheets: ``Summary`` (the KPIs), one sheet per section table, one per chart
 (its data and a native Excel chart), ``Raw data`` (continued on ``Raw data (2)``
 beyond Excel's 1,048,576 rows), and ``About`` (the report's period, filters and
-notes). Cells are typed: numbers with number formats, percentages as %, dates
+notes). A KPI or column the data source does not record has empty cells and the
+reason beside them ("not recorded by this source": the KPI's Note cell, a line
+under the table, or for raw data a note on the About sheet). Cells are typed: numbers with number formats, percentages as %, dates
 and date-times (in the report's timezone) as Excel dates; header rows are
 frozen and columns sized. Text that a spreadsheet would take for a formula gets
 a leading ``'`` (see ``cell_safety``); numbers stay numbers. Table rows are
@@ -184,9 +186,14 @@ def write_table(workbook, names: SheetNames, title: str, table, timezone: str) -
         sheet.freeze_panes = "A2"
         _widths(sheet, widths)
         limit = MAX_DATA_ROWS
-        written = TableSheet(sheet, table.columns, timezone).write(rows, limit)
+        writer = TableSheet(sheet, table.columns, timezone)
+        written = writer.write(rows, limit)
         if written < limit:
             exhausted = True
+            note = None if table.raw else table.unavailable_note()
+            if note and written + 2 < limit:  # a blank row, then the note under the table
+                writer.stream.write([f'<row r="{written + 3}">'
+                                     f'{xlsx_rows.text_cell(f"A{written + 3}", safe_text(note))}</row>'])
         else:  # a full sheet: continue on the next one only if a row is left
             following = next(rows, _END)
             exhausted = following is _END
@@ -253,7 +260,7 @@ def _column_letter(index: int) -> str:
     return get_column_letter(index)
 
 
-KPI_COLUMNS = ("Section", "Metric", "Value", "Unit", "Previous period", "Change")
+KPI_COLUMNS = ("Section", "Metric", "Value", "Unit", "Previous period", "Change", "Note")
 
 
 def _kpi_format(kpi) -> str:
@@ -269,7 +276,7 @@ def write_summary(workbook, names: SheetNames, document):
 
     sheet = workbook.create_sheet(names("Summary"))
     sheet.freeze_panes = "A2"
-    _widths(sheet, [26, 30, 16, 8, 16, 10])
+    _widths(sheet, [26, 30, 16, 8, 16, 10, 28])
     sheet.append(_header(sheet, KPI_COLUMNS))
     for section, block in document.blocks("kpis"):
         for kpi in block.items:
@@ -284,6 +291,8 @@ def write_summary(workbook, names: SheetNames, document):
                     cell.number_format = fmt
                     row[position] = cell
             row[3] = safe_text(kpi.unit) if kpi.unit else None
+            # A metric without a value at all says why beside its empty value cell.
+            row.append(safe_text(kpi.unavailable) if kpi.unavailable else None)
             sheet.append(row)
 
 
@@ -344,7 +353,10 @@ def export_xlsx(document, stream, options):
                 notes.append(markdown_as_text(block.markdown))
     for table in raw_tables:
         title = "Raw data" if len(raw_tables) == 1 else f"Raw data - {table.title}"
-        write_table(workbook, names, title, table, tz)
+        sheets = write_table(workbook, names, title, table, tz)
+        note = table.unavailable_note()
+        if note:  # raw data sheets hold data rows only: the note goes to About
+            notes.append(f"{sheets[0]}: {note}")
     csv_note = None if raw_tables else "This report type has no raw-data table; each table has its own sheet."
     write_about(workbook, names, document, notes, csv_note)
     # The zip is assembled in a temporary file: openpyxl's zip writer wants a seekable file.

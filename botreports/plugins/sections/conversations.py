@@ -8,6 +8,8 @@ from ...core.scheduling import days_of
 from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
 from .labels import bot_label, bot_names, pseudonym, pseudonyms
+from .recorded import (ENDS, ERROR_FLAGS, INTENTS, LATENCY, SATISFACTION, blanked, not_recorded_columns,
+                       not_recorded_kpis, not_recorded_text, unrecorded)
 
 OUTCOMES = (("resolved", "Resolved"), ("abandoned", "Abandoned"), ("handed_off", "Handed off"), ("open", "Open"))
 
@@ -47,8 +49,11 @@ SUMMARY_METRICS = (
 def conversation_summary(ctx):
     current = _summary_values(ctx.source.conversation_summary(ctx.scope))
     previous = _summary_values(ctx.source.conversation_summary(ctx.scope.with_period(ctx.scope.period.previous())))
-    return [Kpis([Kpi(name, label, current[name], unit, previous[name], relative_change(current[name], previous[name]))
-                  for name, label, unit in SUMMARY_METRICS])]
+    kpis = [Kpi(name, label, current[name], unit, previous[name], relative_change(current[name], previous[name]))
+            for name, label, unit in SUMMARY_METRICS]
+    if ENDS in unrecorded(ctx):  # no conversation has an end: no duration either
+        kpis = not_recorded_kpis(kpis, ("minutes_p50", "minutes_p90"))
+    return [Kpis(kpis)]
 
 
 def conversation_outcomes(ctx):
@@ -76,18 +81,26 @@ def top_conversations(ctx):
              row["status"], row["satisfaction"]]
             for row in ctx.source.top_conversations(ctx.scope, ctx.options["order_by"], ctx.options["limit"])]
     title = "Conversations with most messages" if ctx.options["order_by"] == "messages" else "Longest conversations"
-    return [Table(title, (
-        Column("conversation_id", "Conversation", "text"), Column("bot", "Bot", "text"),
-        Column("channel", "Channel", "text"), Column("user", "User (pseudonym)", "text"),
-        Column("started_at", "Started", "datetime"), Column("messages", "Messages", "integer"),
-        Column("duration", "Duration", "duration"), Column("status", "Outcome", "text"),
-        Column("satisfaction", "CSAT", "integer")), rows)]
+    missing = unrecorded(ctx)
+    columns = not_recorded_columns(TOP_COLUMNS, (("duration",) if ENDS in missing else ())
+                                   + (("satisfaction",) if SATISFACTION in missing else ()))
+    return [Table(title, columns, blanked(rows, columns))]
+
+
+TOP_COLUMNS = (
+    Column("conversation_id", "Conversation", "text"), Column("bot", "Bot", "text"),
+    Column("channel", "Channel", "text"), Column("user", "User (pseudonym)", "text"),
+    Column("started_at", "Started", "datetime"), Column("messages", "Messages", "integer"),
+    Column("duration", "Duration", "duration"), Column("status", "Outcome", "text"),
+    Column("satisfaction", "CSAT", "integer"))
 
 
 def top_intents(ctx):
+    if INTENTS in unrecorded(ctx):
+        return [not_recorded_text("Intents")]
     result = ctx.source.top_intents(ctx.scope, ctx.options["limit"])
-    if result is None:
-        return [Text("No intents: this data source does not record them.")]
+    if result is None:  # a source that answers None for what it does not record
+        return [not_recorded_text("Intents")]
     rows = [[row["intent"], row["messages"], rate(row["messages"], result["total"]), row["conversations"],
              row["users"]] for row in result["intents"]]
     blocks = [Table("Top intents of incoming messages", (
@@ -100,7 +113,15 @@ def top_intents(ctx):
     return blocks
 
 
+SATISFACTION_METRICS = (("average", "Average score (1-5)", ""), ("csat", "CSAT (share of 4 and 5)", "%"),
+                        ("rated", "Rated conversations", ""), ("response_rate", "Response rate", "%"))
+
+
 def satisfaction_scores(ctx):
+    if SATISFACTION in unrecorded(ctx):  # no rating anywhere: no distribution of zeros either
+        return [Kpis(not_recorded_kpis([Kpi(name, label, None, unit) for name, label, unit in SATISFACTION_METRICS],
+                                       [name for name, _, _ in SATISFACTION_METRICS])),
+                not_recorded_text("Satisfaction ratings")]
     current = ctx.source.satisfaction(ctx.scope)
     previous = ctx.source.satisfaction(ctx.scope.with_period(ctx.scope.period.previous()))
 
@@ -110,10 +131,8 @@ def satisfaction_scores(ctx):
                 "csat": rate(result["distribution"][4] + result["distribution"][5], result["rated"])}
 
     now, before = values(current), values(previous)
-    metrics = (("average", "Average score (1-5)", ""), ("csat", "CSAT (share of 4 and 5)", "%"),
-               ("rated", "Rated conversations", ""), ("response_rate", "Response rate", "%"))
     blocks = [Kpis([Kpi(name, label, now[name], unit, before[name], relative_change(now[name], before[name]))
-                    for name, label, unit in metrics])]
+                    for name, label, unit in SATISFACTION_METRICS])]
     distribution = current["distribution"]
     blocks.append(Table("Score distribution", (
         Column("score", "Score", "integer"), Column("conversations", "Conversations", "integer"),
@@ -186,7 +205,17 @@ def conversations_raw(ctx):
     # makes every step per row count); the same rows as ``conversation_rows`` either way.
     in_order = getattr(ctx.source, "conversation_table_rows", None)
     table_rows = in_order(ctx.scope, label) if in_order else None
-    return [Table("Conversations", RAW_COLUMNS, rows() if table_rows is None else table_rows, raw=True)]
+    table_rows = rows() if table_rows is None else table_rows
+    missing = unrecorded(ctx)
+    columns = not_recorded_columns(RAW_COLUMNS, [name for measure, names in RAW_MEASURES if measure in missing
+                                                 for name in names])
+    # Blanked rows are read one by one (a source's ready JSON text of them would carry its zeros).
+    return [Table("Conversations", columns, blanked(table_rows, columns), raw=True)]
+
+
+#: The measures the raw columns come from.
+RAW_MEASURES = ((ENDS, ("ended_at", "duration")), (ERROR_FLAGS, ("errors",)), (LATENCY, ("avg_latency_ms",)),
+                (SATISFACTION, ("satisfaction",)))
 
 
 LIMIT = Option("int", 10, "How many rows to show", minimum=1, maximum=1000)

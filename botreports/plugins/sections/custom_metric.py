@@ -11,9 +11,11 @@ from __future__ import annotations
 from ... import hookimpl
 from ...core.analytics_schema import TABLES
 from ...core.custom_metrics import CHARTS, MEASURES, TIME_COLUMNS, parse_metric, validate_options
-from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
+from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table
 from ...core.scheduling import days_of, hours_of, wall_clock_text
 from .labels import bot_label, bot_names
+from .recorded import (ENDS, ERROR_FLAGS, INTENTS, LATENCY, LLM_CALLS, MESSAGE_TOKENS, SATISFACTION,
+                       SYSTEM_SAMPLES, not_recorded_text, unavailable, unrecorded)
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MEASURE_WORDS = {"count": "Count", "distinct": "Distinct", "sum": "Sum", "avg": "Average", "min": "Minimum",
@@ -32,6 +34,26 @@ def value_label_of(metric) -> str:
     """``Count of messages``, ``p95 of latency (ms)``, ``Distinct user``."""
     measure = MEASURE_WORDS.get(metric.measure, metric.measure)
     return f"{measure} of {words_of(metric.field) if metric.field else metric.table}"
+
+
+#: The measure (``core.datasource.MEASURES``) each column a metric may read comes from.
+COLUMN_MEASURES = {
+    ("messages", "latency_ms"): LATENCY, ("messages", "tokens"): MESSAGE_TOKENS,
+    ("messages", "is_error"): ERROR_FLAGS, ("messages", "intent"): INTENTS,
+    ("conversations", "satisfaction"): SATISFACTION, ("conversations", "ended_at"): ENDS,
+    ("conversations", "duration_ms"): ENDS,
+}
+TABLE_MEASURES = {"llm_calls": LLM_CALLS, "system_samples": SYSTEM_SAMPLES}
+
+
+def measures_read(metric) -> set:
+    """The measures a metric reads: its table's, and those of the columns it measures, groups
+    by or filters on (a count of errored messages where no message has an error flag is no 0)."""
+    columns = {metric.field, metric.group_by} | {f.column for f in metric.filters}
+    found = {COLUMN_MEASURES[metric.table, column] for column in columns if (metric.table, column) in COLUMN_MEASURES}
+    if metric.table in TABLE_MEASURES:
+        found.add(TABLE_MEASURES[metric.table])
+    return found
 
 
 def _is_boolean(metric) -> bool:
@@ -61,14 +83,17 @@ def custom_metric(ctx):
     metric, problems = parse_metric(ctx.options)
     if problems:  # validated at request time; a stored request re-checked here for safety
         raise ValueError("; ".join(f"{field} {problem}" for field, problem in problems))
-    rows = ctx.source.custom_metric(ctx.scope, metric)
-    if rows is None:  # the source does not record what this metric measures (not the same as zero)
-        return [Text("No data: this data source does not record what this metric measures.")]
     value_name = metric.measure if not metric.field else f"{metric.measure}_{metric.field}"
     value_label = value_label_of(metric)
     # A measure of milliseconds (latency, duration) reads as a duration, not as a bare number.
     unit = "ms" if (metric.field or "").endswith("_ms") and metric.measure not in ("count", "distinct") else ""
     title = ctx.options.get("title") or value_label
+    # What the source does not record is not measured (not the same as zero).
+    rows = None if measures_read(metric) & unrecorded(ctx) else ctx.source.custom_metric(ctx.scope, metric)
+    if rows is None:
+        if metric.group_by is None:
+            return [Kpis([unavailable(Kpi(value_name, title, None, unit))])]
+        return [not_recorded_text(title)]
     if metric.group_by is None:
         value = rows[0]["value"] if rows else None
         return [Kpis([Kpi(value_name, title, value, unit)])]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ... import hookimpl
 from ...core.datasource import PERCENTILES
-from ...core.models import Chart, Column, Kpi, Kpis, Section, Series, Table, Text
+from ...core.models import NOT_RECORDED, Chart, Column, Kpi, Kpis, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .daily import daily_line_chart
 from .kpi_math import rate, relative_change
 from .labels import bot_label, bot_names
 from .raw_rows import started
+from .recorded import (ERROR_FLAGS, LATENCY, LLM_CALLS, SYSTEM_SAMPLES, blanked, not_recorded_columns,
+                       not_recorded_kpis, not_recorded_text, unrecorded)
 
 PERCENTILE_COLUMNS = tuple(Column(f"p{p}_ms", f"p{p} (ms)", "integer") for p in PERCENTILES)
 
@@ -23,10 +25,14 @@ LATENCY_COLUMNS = ((Column("replies", "Replies", "integer"), Column("avg_ms", "A
 
 
 def latency(ctx):
-    overall = (ctx.source.reply_latency(ctx.scope) or [None])[0]
-    previous = (ctx.source.reply_latency(ctx.scope.with_period(ctx.scope.period.previous())) or [None])[0]
     keys = ["avg_ms"] + [f"p{p}_ms" for p in PERCENTILES]
     labels = ["Average"] + [f"p{p}" for p in PERCENTILES]
+    if LATENCY in unrecorded(ctx):  # no reply has a latency: no tables of replies without one either
+        return [Kpis(not_recorded_kpis([Kpi(key, f"{label} reply latency", None, "ms")
+                                        for key, label in zip(keys, labels)], keys)),
+                not_recorded_text("Reply latency")]
+    overall = (ctx.source.reply_latency(ctx.scope) or [None])[0]
+    previous = (ctx.source.reply_latency(ctx.scope.with_period(ctx.scope.period.previous())) or [None])[0]
     blocks = [Kpis([Kpi(key, f"{label} reply latency", overall and overall[key], "ms", previous and previous[key],
                         relative_change(overall and overall[key], previous and previous[key]))
                     for key, label in zip(keys, labels)])]
@@ -54,6 +60,10 @@ ERROR_COLUMNS = (
 )
 
 
+#: The columns (and KPIs) of the error tables each unrecordable measure gives.
+ERROR_MEASURES = ((ERROR_FLAGS, ("errors", "error_rate")), (LLM_CALLS, ("llm_calls", "llm_failures", "llm_failure_rate")))
+
+
 def _error_row(row):
     return [row["replies"], row["errors"], rate(row["errors"], row["replies"]), row["llm_calls"],
             row["llm_failures"], rate(row["llm_failures"], row["llm_calls"])]
@@ -69,25 +79,39 @@ def error_rates(ctx):
     now, before = values(ctx.scope), values(ctx.scope.with_period(ctx.scope.period.previous()))
     metrics = (("error_rate", "Error rate of replies", "%"), ("errors", "Errored replies", ""),
                ("llm_failure_rate", "LLM failure rate", "%"), ("llm_failures", "LLM failures", ""))
-    blocks = [Kpis([Kpi(name, label, now[name], unit, before[name], relative_change(now[name], before[name]))
-                    for name, label, unit in metrics])]
+    missing = unrecorded(ctx)
+    lacking = [name for measure, names in ERROR_MEASURES if measure in missing for name in names]
+    blocks = [Kpis(not_recorded_kpis(
+        [Kpi(name, label, now[name], unit, before[name], relative_change(now[name], before[name]))
+         for name, label, unit in metrics], lacking))]
     found = {row["key"]: row for row in ctx.source.error_counts(ctx.scope, "day")}
     zero = {"replies": 0, "errors": 0, "llm_calls": 0, "llm_failures": 0}
     days = days_of(ctx.scope.period)
     daily = [[day] + _error_row(found.get(day, zero)) for day in days]
-    blocks.append(Table("Errors per day", (Column("day", "Day", "date"),) + ERROR_COLUMNS, daily))
+    day_columns = not_recorded_columns((Column("day", "Day", "date"),) + ERROR_COLUMNS, lacking)
+    blocks.append(Table("Errors per day", day_columns, blanked(daily, day_columns)))
     names = bot_names(ctx)
     per_bot = [[bot_label(names, row["key"])] + _error_row(row) for row in ctx.source.error_counts(ctx.scope, "bot")]
     per_bot.sort(key=lambda row: (-(row[3] or 0), row[0]))
-    blocks.append(Table("Errors per bot", (Column("bot", "Bot", "text"),) + ERROR_COLUMNS, per_bot))
+    bot_columns = not_recorded_columns((Column("bot", "Bot", "text"),) + ERROR_COLUMNS, lacking)
+    blocks.append(Table("Errors per bot", bot_columns, blanked(per_bot, bot_columns)))
     if ctx.include_charts:
-        blocks.append(Chart("Error rate per day", "line", [day.isoformat() for day in days],
-                            [Series("Replies", [row[3] for row in daily]),
-                             Series("LLM calls", [row[6] for row in daily])], x_label="Day", y_label="Error rate"))
+        title = "Error rate per day"
+        series = [(measure, Series(label, [row[index] for row in daily]))
+                  for measure, label, index in ((ERROR_FLAGS, "Replies", 3), (LLM_CALLS, "LLM calls", 6))]
+        shown = [item for measure, item in series if measure not in missing]
+        if shown:
+            blocks.append(Chart(title, "line", [day.isoformat() for day in days], shown,
+                                x_label="Day", y_label="Error rate"))
+        left_out = [item.name for measure, item in series if measure in missing]
+        if left_out:  # say which lines are missing and why, rather than draw them flat at zero
+            blocks.append(Text(f"*{title}*: {' and '.join(left_out)} left out, {NOT_RECORDED}."))
     return blocks
 
 
 def llm_performance(ctx):
+    if LLM_CALLS in unrecorded(ctx):
+        return [not_recorded_text("LLM calls")]
     rows = [[row["model"], row["calls"], row["failures"], rate(row["failures"], row["calls"]), row["avg_ms"]]
             + [row[f"p{p}_ms"] for p in PERCENTILES]
             + [row["input_tokens"], row["output_tokens"], row["cost_usd"]]
@@ -122,10 +146,10 @@ def throughput(ctx):
 
 
 def system_health(ctx):
-    hosts = ctx.source.system_health(ctx.scope)
+    hosts = None if SYSTEM_SAMPLES in unrecorded(ctx) else ctx.source.system_health(ctx.scope)
     if hosts is None:  # the source does not record them at all (not the same as a quiet period)
-        return [Text("No system samples: this data source does not record them (botserver keeps its "
-                     "system metrics outside its database; ingest them to report on them).")]
+        return [Text(f"**System samples**: {NOT_RECORDED} (botserver, for one, keeps its system metrics "
+                     f"outside its database; ingest them as system samples to report on them).")]
     if not hosts:
         return [Text("No system samples in this period.")]
     rows = [[h["host"], h["samples"], h["cpu_avg"], h["cpu_max"], h["mem_avg"], h["mem_max"], h["requests"],
@@ -153,12 +177,21 @@ RAW_COLUMNS = (
 )
 
 
+#: The raw columns each unrecordable measure gives.
+RAW_MEASURES = ((ERROR_FLAGS, ("errors",)), (LATENCY, ("avg_latency_ms", "max_latency_ms")),
+                (LLM_CALLS, ("llm_calls", "llm_failures", "tokens")))
+
+
 def performance_raw(ctx):
+    missing = unrecorded(ctx)
+    columns = not_recorded_columns(RAW_COLUMNS, [name for measure, names in RAW_MEASURES if measure in missing
+                                                 for name in names])
+
     def rows():
         for row in ctx.source.performance_rows(ctx.scope):
             yield [row[c.name] for c in RAW_COLUMNS]
 
-    return [Table("Performance per bot per hour", RAW_COLUMNS, started(rows()), raw=True)]
+    return [Table("Performance per bot per hour", columns, started(blanked(rows(), columns)), raw=True)]
 
 
 @hookimpl

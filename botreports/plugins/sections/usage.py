@@ -1,12 +1,15 @@
 """Usage sections: how much the bots are used (see docs/metrics.md)."""
 from __future__ import annotations
 
+import attrs
+
 from ... import hookimpl
 from ...core.models import Chart, Column, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .kpi_math import kpis_with_change, rate
 from .labels import bot_names, pseudonym
 from .raw_rows import started
+from .recorded import ERROR_FLAGS, LLM_CALLS, blanked, not_recorded_columns, not_recorded_kpis, unrecorded
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -24,7 +27,10 @@ SUMMARY_METRICS = (
 def usage_summary(ctx):
     current = ctx.source.usage_totals(ctx.scope)
     previous = ctx.source.usage_totals(ctx.scope.with_period(ctx.scope.period.previous()))
-    return [kpis_with_change(current, previous, SUMMARY_METRICS)]
+    kpis = kpis_with_change(current, previous, SUMMARY_METRICS)
+    if LLM_CALLS in unrecorded(ctx):
+        kpis = attrs.evolve(kpis, items=not_recorded_kpis(kpis.items, LLM_COLUMNS))
+    return [kpis]
 
 
 DAILY_COLUMNS = (
@@ -86,6 +92,8 @@ BREAKDOWN_COLUMNS = (
     Column("cost_usd", "LLM cost (USD)", "number"),
     Column("share", "Share of messages in", "percent"),
 )
+#: What LLM calls give the usage tables and KPIs (not recorded when a source has no calls).
+LLM_COLUMNS = ("tokens", "cost_usd")
 
 
 def _breakdown(ctx, dimension, title):
@@ -101,7 +109,10 @@ def _breakdown(ctx, dimension, title):
         keys = [[row["key"] if row["key"] is not None else "(none)"] for row in rows]
     table_rows = [key + [row[c.name] for c in BREAKDOWN_COLUMNS[:-1]] + [rate(row["messages_in"], total_in)]
                   for key, row in zip(keys, rows)]
-    blocks = [Table(title, head + list(BREAKDOWN_COLUMNS), table_rows)]
+    columns = tuple(head) + BREAKDOWN_COLUMNS
+    if LLM_CALLS in unrecorded(ctx):
+        columns = not_recorded_columns(columns, LLM_COLUMNS)
+    blocks = [Table(title, columns, blanked(table_rows, columns))]
     if ctx.include_charts and rows:
         labels = [key[-1] or "(none)" for key in keys]
         if dimension == "channel":
@@ -143,13 +154,16 @@ RAW_USAGE_COLUMNS = (
 
 def usage_raw(ctx):
     names = bot_names(ctx)
+    missing = unrecorded(ctx)
+    columns = not_recorded_columns(RAW_USAGE_COLUMNS, (("errors",) if ERROR_FLAGS in missing else ())
+                                   + (LLM_COLUMNS if LLM_CALLS in missing else ()))
 
     def rows():
         for row in ctx.source.usage_rows(ctx.scope):
             yield [row["day"], row["bot_id"], names.get(row["bot_id"], row["bot_id"])] + [
                 row[c.name] for c in RAW_USAGE_COLUMNS[3:]]
 
-    return [Table("Usage per bot per day", RAW_USAGE_COLUMNS, started(rows()), raw=True)]
+    return [Table("Usage per bot per day", columns, started(blanked(rows(), columns)), raw=True)]
 
 
 LIMIT = Option("int", 20, "How many rows to show", minimum=1, maximum=1000)

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import quote, unquote, urlparse
 
 from ... import hookimpl
@@ -24,6 +24,8 @@ from .sqlite_conversation_rows import build_conversation_rows
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
 from .sqlite_performance import PerformanceQueries
+from .sqlite_recorded_values import TABLE as RECORDED_VALUES
+from .sqlite_recorded_values import build_recorded_values, unrecorded_in
 from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
 from .sqlite_usage import UsageQueries, fold_llm
 from .sqlite_write import has_tables, write_transaction
@@ -129,6 +131,7 @@ def create_indexes(conn: sqlite3.Connection) -> None:
     build_rollups(conn)
     build_conversation_rows(conn)
     build_conversation_keys(conn)
+    build_recorded_values(conn)
     conn.execute("ANALYZE")
 
 
@@ -180,6 +183,8 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         self._kept: Dict[tuple, Tuple[int, Future]] = {}
         self._kept_lock = threading.Lock()
         self._version_conn: Optional[sqlite3.Connection] = None
+        self._unrecorded: Optional[Tuple[int, FrozenSet[str]]] = None  # (data version, answer)
+        self._unrecorded_lock = threading.Lock()
         if not self.path.exists():
             create_database(self.path).close()
 
@@ -205,6 +210,17 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             if self._version_conn is None:
                 self._version_conn = self.connect()
             return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def unrecorded(self) -> FrozenSet[str]:
+        """The measures (``core.datasource.MEASURES``) no row of the file holds a value for,
+        read from the file's counts of them (``sqlite_recorded_values``) and kept while the
+        file stays the same: the first value written makes its measure count."""
+        version = self._data_version()
+        with self._unrecorded_lock:  # the sections of a report ask at once: one reads, the others wait
+            kept = self._unrecorded
+            if kept is None or kept[0] != version:
+                kept = self._unrecorded = (version, unrecorded_in(self.conn, self.has_table(RECORDED_VALUES)))
+            return kept[1]
 
     @property
     def rollups(self) -> bool:
@@ -348,11 +364,12 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             # A replaced row must leave the rollup tables (their delete triggers) before its
             # successor enters them; SQLite fires delete triggers on REPLACE only with this on.
             conn.execute("PRAGMA recursive_triggers = ON")
-            # A file written before the rollups (or the later ones), the conversation rows or the
-            # keys catalog existed gains them once; a file fed only by ingest gains the covering
+            # A file written before the rollups (or the later ones), the conversation rows, the
+            # keys catalog or the counts of recorded values existed gains them once; a file fed only by ingest gains the covering
             # indexes once too, as after a bulk load. SQLite keeps them all current from then on.
             for tables, build in ((ROLLUP_NAMES, build_rollups), ((CONVERSATION_ROWS,), build_conversation_rows),
-                                  ((CONVERSATION_KEYS,), build_conversation_keys)):
+                                  ((CONVERSATION_KEYS,), build_conversation_keys),
+                                  ((RECORDED_VALUES,), build_recorded_values)):
                 if not has_tables(conn, *tables):
                     build(conn)
                     self._forget_schema()
