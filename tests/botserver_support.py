@@ -17,8 +17,8 @@ from botreports.plugins.sources.botserver_fixture import (
 from botreports.plugins.sources.synthetic import generate
 
 PG_URL = os.environ.get("BOTREPORTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-#: Spans a DST change in New York and in Berlin (March 2025).
-DEMO = {"days": 21, "bots": 6, "messages": 6000, "seed": 21, "end_date": dt.date(2025, 4, 4), "orgs": 3}
+#: 8 March to 2 April 2025: spans the DST changes of New York (9 March) and Berlin (30 March).
+DEMO = {"days": 26, "bots": 6, "messages": 6000, "seed": 21, "end_date": dt.date(2025, 4, 2), "orgs": 3}
 
 
 def in_ci() -> bool:

@@ -149,7 +149,7 @@ def test_custom_metrics_equal_the_sqlite_source(botserver_db, sources):
         for options in (
                 {"table": "messages", "measure": "count", "group_by": "day"},
                 {"table": "messages", "measure": "count", "group_by": "hour", "filters": {"direction": "in"}},
-                {"table": "messages", "measure": "count_distinct", "field": "user_id", "group_by": "channel"},
+                {"table": "messages", "measure": "distinct", "field": "user_id", "group_by": "channel"},
                 {"table": "conversations", "measure": "count", "group_by": "status"},
                 {"table": "conversations", "measure": "p90", "field": "message_count", "group_by": "bot"},
                 {"table": "conversations", "measure": "p50", "field": "duration_ms", "filters": {"status": "resolved"}},
