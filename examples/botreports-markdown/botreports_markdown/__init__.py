@@ -48,6 +48,9 @@ def render_markdown(document, max_rows: int = 50) -> str:
         for block in section.blocks:
             if block.kind == "kpis":
                 for kpi in block.items:
+                    if kpi.unavailable:  # the source records nothing it could be computed from: say why
+                        lines.append(f"- **{kpi.label}**: *{kpi.unavailable}*")
+                        continue
                     change = f" ({kpi.change * 100:+.1f}% vs previous period)" if kpi.change is not None else ""
                     unit = f" {kpi.unit}" if kpi.unit else ""
                     lines.append(f"- **{kpi.label}**: {_cell(kpi.value)}{unit}{change}")
@@ -58,6 +61,8 @@ def render_markdown(document, max_rows: int = 50) -> str:
                 _table(lines, [c.label for c in block.columns], rows[:max_rows])
                 if len(rows) > max_rows:
                     lines += [f"*First {max_rows} rows shown.*", ""]
+                if block.unavailable_note():  # columns left empty, and why
+                    lines += [f"*{block.unavailable_note()}*", ""]
             elif block.kind == "chart":
                 lines += [f"### {block.title}", ""]
                 _table(lines, [block.x_label or "Category"] + [s.name for s in block.series],
