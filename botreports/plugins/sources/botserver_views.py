@@ -42,7 +42,7 @@ STATUS = (
 #: An RFC 3339 instant as botserver writes it (``Utc::now().to_rfc3339()``); anything else is no end,
 #: so that a hand-edited value can never make a report fail on a cast.
 TIMESTAMP_TEXT = (r"'^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d"
-                  r"(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?$'")
+                  r"(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?$'")
 ENDED_AT = (f"CASE WHEN s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
             " THEN (s.context_data->>'resolved_at')::timestamptz END")
 
