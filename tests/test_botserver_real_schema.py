@@ -70,6 +70,26 @@ def test_loader_writes_only_what_botserver_writes(botserver_db):
                               " WHERE m.user_id <> s.user_id") == [(0,)]
 
 
+def structure(conn, table):
+    """A table's constraints and indexes, as definitions."""
+    constraints = conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                               " WHERE conrelid = %s::regclass", [table]).fetchall()
+    indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table]).fetchall()
+    return sorted(constraints), sorted(indexes)
+
+
+def test_bulk_load_leaves_message_history_keys_and_indexes_as_the_migrations_made_them(botserver_db):
+    fresh = create_botserver_database(PG_URL)
+    try:
+        with connect(fresh) as conn:
+            expected = structure(conn, "message_history")
+    finally:
+        drop_botserver_database(PG_URL, fresh)
+    with botserver_db.connect() as conn:
+        assert structure(conn, "message_history") == expected
+    assert len(expected[0]) == 3 and len(expected[1]) == 3  # key, two foreign keys; key and two indexes
+
+
 def _canonical_count(botserver_db, table):
     import sqlite3
     conn = sqlite3.connect(botserver_db.canonical_file)
