@@ -54,7 +54,7 @@ class BotserverDatabase:
     synthetic input, ``sqlite_file`` what the source must present (automation sessions included).
     """
 
-    def __init__(self, tmp_path_factory):
+    def __init__(self, tmp_path_factory, **demo):
         connect().close()
         if migrations_dir() is None:
             reason = (f"botserver's migrations are not found (../shared/botserver beside the checkout,"
@@ -65,7 +65,7 @@ class BotserverDatabase:
         self.admin_url = PG_URL
         self.folder = tmp_path_factory.mktemp("botserver")
         self.canonical_file = self.folder / "canonical.db"
-        generate(self.canonical_file, **DEMO)
+        generate(self.canonical_file, **{**DEMO, **demo})
         self.url = create_botserver_database(PG_URL)
         try:
             self.counts = load_botserver(self.url, self.canonical_file)

@@ -238,6 +238,38 @@ def test_audit_equals_a_naive_reading_of_the_nil_organisation_rows(botserver_db,
     assert sum(expected.values()) > 50
 
 
+def test_measures_light_up_once_botserver_writes_them(tmp_path_factory):
+    """Reply times, tokens and LLM calls are unrecorded until botserver fills their columns; then they count."""
+    from botserver_support import BotserverDatabase
+    db = BotserverDatabase(tmp_path_factory, messages=600)  # a database of its own: this test writes
+    pg = BotserverAnalytics(db.url)
+    try:
+        scope = Scope(None, local_period("2025-03-01", "2025-04-05", "UTC"))
+        assert {"messages.latency_ms", "messages.tokens", "llm_calls"} <= pg.unrecorded()
+        with db.connect() as conn:
+            conn.execute("UPDATE message_history SET processing_time_ms = 200 + (message_index * 37) % 900,"
+                         " token_count = 10 + message_index WHERE role = 2")
+            conn.execute(
+                "INSERT INTO llm_metrics (id, request_id, session_id, bot_id, model, request_type, input_tokens,"
+                " output_tokens, total_tokens, latency_ms, success, estimated_cost, timestamp)"
+                " SELECT gen_random_uuid(), gen_random_uuid(), s.id, s.bot_id, 'gpt-4o', 'chat', 100, 20, 120, 800,"
+                " m.message_index % 5 <> 0, 0.002, m.created_at FROM message_history m"
+                " JOIN user_sessions s ON s.id = m.session_id WHERE m.role = 2")
+            latencies = [v for (v,) in conn.execute("SELECT processing_time_ms FROM message_history WHERE role = 2")]
+            [(calls, failures)] = conn.execute("SELECT count(*), count(*) FILTER (WHERE NOT success) FROM llm_metrics")
+        assert {"messages.latency_ms", "llm_calls"} <= pg.unrecorded()  # kept until asked again
+        pg.forget()
+        assert not {"messages.latency_ms", "messages.tokens", "llm_calls"} & pg.unrecorded()
+        [whole] = pg.reply_latency(scope)
+        assert whole["replies"] == len(latencies) > 100
+        assert (whole["p50_ms"], whole["p90_ms"]) == (nearest_rank(latencies, 50), nearest_rank(latencies, 90))
+        [model] = pg.llm_performance(scope)
+        assert (model["model"], model["calls"], model["failures"]) == ("gpt-4o", calls, failures)
+    finally:
+        pg.close()
+        db.drop()
+
+
 # -- read-only, timeouts, configuration ---------------------------------------
 
 
