@@ -82,9 +82,9 @@ class Views:
     def counted_conversations(self, sessions: str = "") -> str:
         """Sessions as conversations with their message counts; ``sessions`` narrows the counting.
 
-        botserver has no index on ``message_history.session_id``: the counts are one
-        grouped pass over the messages, restricted by ``sessions`` (``AND session_id
-        IN (...)``) to the conversations a query asks about.
+        The counts are one grouped pass over the messages, restricted by ``sessions``
+        (``AND session_id IN (...)``, which botserver's index on ``session_id`` serves)
+        to the conversations a query asks about.
         """
         counts = SESSION_COUNTS.format(sessions=sessions)
         return (f"(SELECT c.*, coalesce(n.message_count, 0) AS message_count, coalesce(n.messages_in, 0)"
