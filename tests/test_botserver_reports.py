@@ -21,7 +21,7 @@ from botreports import Principal, Reports
 from botreports.core.service import SYSTEM
 from botreports.plugins.sources.botserver_fixture import NIL_UUID
 
-from botserver_support import botserver_db, connect, with_options  # noqa: F401 (fixture)
+from botserver_support import botserver_db, with_options  # noqa: F401 (fixture)
 
 BIN = Path(sys.executable).with_name("botreports")
 #: Two weeks holding New York's spring-forward night (9 March 2025).

@@ -6,8 +6,7 @@ import datetime as dt
 import inspect
 import math
 import re
-import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pytest
