@@ -153,6 +153,22 @@ def cmd_keys_revoke(args) -> int:
     return 0
 
 
+def cmd_rollups(args) -> int:
+    """``rollups rebuild`` / ``rollups refresh``: the rollups of botserver's PostgreSQL source."""
+    rk = _reports(args, load_entrypoints=False)
+    try:
+        if rk.settings.analytics_url.split(":", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise ValidationError.from_problems(
+                [("--data", "rollups are kept in botserver's PostgreSQL database: give its postgresql:// URL"
+                            " (or set BOTREPORTS_DATA)")])
+        source = rk.source
+        result = source.rebuild_rollups() if args.rollups_command == "rebuild" else source.refresh_rollups()
+    finally:
+        rk.close()
+    print(result.describe(), file=sys.stderr if result.action == "off" else sys.stdout)
+    return 1 if result.action == "off" else 0
+
+
 def cmd_plugins(args) -> int:
     rk = _reports(args)
     data = {
@@ -298,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Revoke an API key: requests made with it are refused from now on.")
     k.add_argument("key_id", help="the key's id (key-..., as `keys list` shows it)")
     k.set_defaults(func=cmd_keys_revoke)
+
+    p = sub.add_parser("rollups", help="rollups of botserver's PostgreSQL source",
+                       description="Keep the rollups of a postgresql:// source in the schema botreports owns"
+                                   " (docs/botserver_rollups.md). The worker refreshes them every few minutes.")
+    rollups = p.add_subparsers(dest="rollups_command", metavar="ACTION")
+    rollups.required = True
+    for action, text in (("rebuild", "build every rollup anew from botserver's tables (waits for a running"
+                                      " refresh)"),
+                         ("refresh", "bring the rollups up to date now: the lateness window re-read, new rows added"
+                                     " (builds them if absent)")):
+        r = rollups.add_parser(action, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
+        r.add_argument("--data", help="botserver's database, postgresql://... (URL options such as rollup_schema"
+                                      " and rollup_lateness apply)")
+        r.set_defaults(func=cmd_rollups)
 
     p = sub.add_parser("plugins", parents=[common], help="list plugins and what they register",
                        description="Loaded plugins, report types, sections, exporters and where each came from.")

@@ -5,8 +5,10 @@ user sent can be unpickled by a worker. Modes: ``immediate`` (run in the
 caller's thread), Huey on SQLite (``<data-dir>/queue.db``, the standalone
 default) and Huey on Redis (``redis://host:6379/0``) for workers on many
 machines. Every consumer also runs the periodic jobs: the scheduler tick and
-the reconciler each minute, the retention sweep each hour. Running them in
-several consumers at once is safe: each one works by conditional updates.
+the reconciler each minute, the retention sweep each hour, and the refresh of
+the analytics source's rollups (botserver's PostgreSQL: botserver_rollups.py)
+every few minutes. Running them in several consumers at once is safe: each one
+works by conditional updates, the rollup refresh under an advisory lock.
 """
 from __future__ import annotations
 
@@ -24,6 +26,32 @@ log = logging.getLogger("botreports.queue")
 
 #: ``BOTREPORTS_QUEUE_NAME``: the Huey name, i.e. the queue's key prefix in Redis.
 DEFAULT_NAME = "botreports"
+#: ``BOTREPORTS_ROLLUP_REFRESH_MINUTES``: how often the analytics source's rollups are brought up to date.
+DEFAULT_ROLLUP_MINUTES = 5
+
+
+def rollup_minutes() -> int:
+    """The rollup refresh period in minutes (1 to 59), from the environment."""
+    text = os.environ.get("BOTREPORTS_ROLLUP_REFRESH_MINUTES") or str(DEFAULT_ROLLUP_MINUTES)
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise ValueError(f"BOTREPORTS_ROLLUP_REFRESH_MINUTES must be minutes (1 to 59), not {text!r}") from None
+    if not 1 <= minutes <= 59:
+        raise ValueError(f"BOTREPORTS_ROLLUP_REFRESH_MINUTES must be 1 to 59, not {minutes}")
+    return minutes
+
+
+def refresh_rollups(reports) -> None:
+    """The periodic rollup job: a no-op for sources without rollups to keep (the SQLite file keeps
+    its own by triggers); the refresh logs what it did, or once why it may not."""
+    refresh = getattr(reports.source, "refresh_rollups", None)
+    if refresh is None:
+        return
+    try:
+        refresh()
+    except Exception:  # the next tick tries again; reports meanwhile read what the rollups cover
+        log.exception("rollup refresh failed")
 
 
 def _json_serializer():
@@ -121,11 +149,15 @@ class HueyQueue:
             if expired:
                 log.info("retention: %d reports expired", expired)
 
+        def rollups() -> None:
+            refresh_rollups(reports)
+
         self._run_report = self.huey.task(name="botreports.run_report")(run_report)
         self._deliver = self.huey.task(name="botreports.deliver")(deliver)
         self.huey.periodic_task(crontab(minute="*"), name="botreports.scheduler")(tick)
         self.huey.periodic_task(crontab(minute="*"), name="botreports.reconciler")(reconcile)
         self.huey.periodic_task(crontab(minute="17"), name="botreports.retention")(sweep)
+        self.huey.periodic_task(crontab(minute=f"*/{rollup_minutes()}"), name="botreports.rollups")(rollups)
 
     def enqueue(self, report_id: str, delay: float = 0) -> None:
         if delay:

@@ -2,7 +2,9 @@
 own PostgreSQL tables (``postgresql://...`` URLs), aggregated in PostgreSQL.
 
 Read-only transactions on a connection pool, a statement timeout, named
-parameters only. What botserver does not record is reported by
+parameters only. Messages are read through rollups kept in a schema of
+botreports' own where they cover a period (botserver_rollups.py), from
+botserver's rows elsewhere, with the same queries either way. What botserver does not record is reported by
 ``unrecorded()``, decided from its tables, so a measure shows "not recorded by
 this source" until botserver starts filling it, and its numbers from then on.
 See docs/data_sources.md for the mapping.
@@ -25,7 +27,10 @@ from ...core.datasource import PERCENTILES
 from ...core.errors import ReportFailed
 from ...core.models import DataSourceFactory, Scope
 from .botserver_custom import compile_metric, order_groups
-from .botserver_views import (TIMESTAMP_TEXT, Views, local, local_day, local_hour_start,
+from .read_ahead import read_ahead
+from .botserver_rollups import URL_OPTIONS as ROLLUP_OPTIONS
+from .botserver_rollups import Coverage, Plan, RollupReader, RollupSettings, RollupSQL, RollupWriter, plan_period
+from .botserver_views import (CHANNEL, TIMESTAMP_TEXT, Views, local, local_day, local_hour_start,
                               scope_params, scope_where)
 
 log = logging.getLogger("botreports.botserver")
@@ -35,7 +40,7 @@ NO_COLUMN = frozenset({"messages.intent", "messages.is_error", "conversations.sa
 #: How long the answer of ``unrecorded()`` is kept before botserver's tables are asked again.
 UNRECORDED_TTL_S = 300.0
 #: Options of a ``postgresql://`` URL read by botreports, not by libpq.
-URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automation")
+URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automation") + ROLLUP_OPTIONS
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_MAX = 4
 #: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
@@ -95,7 +100,20 @@ def _stats_row(count, avg, low, high, picks, suffix: str = "_ms") -> dict:
 
 
 DURATION = "(extract(epoch FROM (ended_at - started_at)) * 1000)::bigint"
+#: Messages in and out and the distinct users who wrote, over message facts (botserver_rollups.RollupSQL).
+IN_OUT_USERS = ("coalesce(sum(messages_in), 0), coalesce(sum(messages_out), 0),"
+                " count(DISTINCT user_id) FILTER (WHERE messages_in > 0)")
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
+
+
+def once(relation: str, scope: Scope, columns: str, alias: str = "c") -> str:
+    """``relation``'s conversations in ``scope`` with ``columns`` computed once a row, as ``alias``.
+
+    ``OFFSET 0`` keeps PostgreSQL from folding the subquery into the query around it, which
+    would work a session's status out of its context_data again for every aggregate using it.
+    """
+    return (f"(SELECT {columns} FROM {relation} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+            f" OFFSET 0) {alias}")
 
 
 class BotserverAnalytics:
@@ -120,6 +138,10 @@ class BotserverAnalytics:
             raise ValueError(f"automation must be include or exclude, not {automation!r}")
         #: The canonical tables over botserver's; automation sessions left out when asked.
         self.views = Views(automation=automation == "include")
+        #: Rollups in a schema of botreports' own (botserver_rollups.py), read when present and readable.
+        self.rollup_settings = RollupSettings.from_options(options)
+        self.rollups = RollupReader(self.rollup_settings)
+        self.sql = RollupSQL(self.rollup_settings.schema, self.views.automation, CHANNEL)
         self._pool = None
         self._lock = threading.Lock()
         self._unrecorded: Optional[tuple] = None  # (monotonic time read, answer)
@@ -197,8 +219,60 @@ class BotserverAnalytics:
         except psycopg.errors.QueryCanceled as exc:
             raise self._timed_out(exc) from None  # final: a retry would be as slow
 
+    def batches(self, sql: str, params=None, size: int = 5000) -> Iterator[list]:
+        """Rows of one query as psycopg gives them, ``size`` a list, through a server-side cursor."""
+        import psycopg
+
+        try:
+            with self.pool.connection() as conn:
+                with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
+                    cur.execute(sql, params)
+                    while True:
+                        rows = cur.fetchmany(size)
+                        if not rows:
+                            return
+                        yield rows
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._timed_out(exc) from None  # final: a retry would be as slow
+
     def _params(self, scope: Scope, **extra) -> dict:
         return {**scope_params(scope), "fractions": FRACTIONS, **extra}
+
+    # -- rollups --------------------------------------------------------
+
+    def coverage(self) -> Optional[Coverage]:
+        """What the rollups cover now; None when they are off, absent or unreadable (every
+        query then reads botserver's rows)."""
+        return self.rollups.coverage(self.query)
+
+    def _plan(self, scope: Scope, **extra):
+        """``(plan, params)``: how the scope's messages are read, and the query parameters."""
+        plan = plan_period(scope.period.start, scope.period.end, scope.period.timezone, self.coverage())
+        return plan, self._params(scope, **plan.params(), **extra)
+
+    def _facts(self, scope: Scope, plan: Plan, need_channel: bool = False) -> str:
+        """Message facts per session of the scope's period (``botserver_rollups.RollupSQL.facts``)."""
+        return self.sql.facts(plan, need_channel or bool(scope.channel))
+
+    def _counts(self, scope: Scope, plan: Plan, need_channel: bool = False) -> str:
+        """Message counts of the scope's period, per bot where no channel is asked for."""
+        return self.sql.counts(plan, need_channel or bool(scope.channel))
+
+    def rollup_writer(self) -> RollupWriter:
+        """A writer of this database's rollups, over a connection of its own (not read-only)."""
+        return RollupWriter(self.conninfo, self.rollup_settings, search_path=self.schema)
+
+    def refresh_rollups(self):
+        """Bring the rollups up to date (the periodic job); see ``RollupWriter.refresh``."""
+        result = self.rollup_writer().refresh()
+        self.rollups.forget()
+        return result
+
+    def rebuild_rollups(self):
+        """Build the rollups anew from botserver's rows; see ``RollupWriter.rebuild``."""
+        result = self.rollup_writer().rebuild()
+        self.rollups.forget()
+        return result
 
     # -- what botserver records -----------------------------------------
 
@@ -213,18 +287,42 @@ class BotserverAnalytics:
         if kept is not None and time.monotonic() - kept[0] < UNRECORDED_TTL_S:
             return kept[1]
         v = self.views
+        coverage = self.coverage()
         probes = {
-            "messages.latency_ms": f"SELECT 1 FROM {v.messages} m WHERE direction = 'out' AND latency_ms IS NOT NULL",
-            "messages.tokens": f"SELECT 1 FROM {v.messages} m WHERE tokens <> 0",
+            "messages.latency_ms": self._recorded_probe(
+                coverage, "latency_n > 0", coverage and coverage.replies_with_latency,
+                "role = 2 AND processing_time_ms IS NOT NULL"),
+            "messages.tokens": self._recorded_probe(
+                coverage, "tokens_n > 0", coverage and coverage.messages_with_tokens,
+                "role IN (1, 2) AND token_count <> 0"),
             "conversations.ended_at": (f"SELECT 1 FROM user_sessions s JOIN bots b ON b.id = s.bot_id"
                                        f" WHERE s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
                                        + ("" if v.automation else " AND s.user_id <> s.bot_id")),
             "llm_calls": f"SELECT 1 FROM {v.llm_calls} l",
         }
-        found = self.query("SELECT " + ", ".join(f"EXISTS ({sql})" for sql in probes.values()))[0]
+        params = {"covered_until": coverage.covered_until} if coverage else None
+        found = self.query("SELECT " + ", ".join(f"EXISTS ({sql})" for sql in probes.values()), params)[0]
         answer = NO_COLUMN | {name for name, present in zip(probes, found) if not present}
         self._unrecorded = (time.monotonic(), frozenset(answer))
         return self._unrecorded[1]
+
+    def _recorded_probe(self, coverage: Optional[Coverage], bucket_test: str, counted: Optional[int],
+                        row_test: str) -> str:
+        """A query with a row when some message holds the measure: the rollups' count of them
+        before ``covered_until`` and botserver's rows after it, else every row (no index helps)."""
+        v = self.views
+        raw = (f"SELECT 1 FROM message_history m JOIN user_sessions s ON s.id = m.session_id WHERE m.{row_test}"
+               + ("" if v.automation else " AND s.user_id <> s.bot_id"))
+        if coverage is None:
+            return raw
+        tail = f"{raw} AND m.created_at >= %(covered_until)s"
+        if not counted:
+            return tail
+        if v.automation:
+            return "SELECT 1"
+        # The count includes automation sessions, which this source leaves out: look at the buckets.
+        return (f"SELECT 1 FROM {self.sql.s}.message_buckets r WHERE r.{bucket_test} AND NOT r.automation"
+                f" UNION ALL {tail}")
 
     def forget(self) -> None:
         """Ask botserver's tables again at the next ``unrecorded()`` (after a change one knows of)."""
@@ -234,12 +332,11 @@ class BotserverAnalytics:
 
     def usage_totals(self, scope: Scope) -> Dict[str, float]:
         """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         row = self.query(
             f"SELECT (SELECT count(*) FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}),"
-            f" m.*, l.* FROM (SELECT count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
-            f" count(DISTINCT user_id) FILTER (WHERE direction = 'in') FROM {self.views.messages} m"
-            f" WHERE {scope_where(scope, 'created_at', alias='m')}) m,"
+            f" m.*, l.* FROM (SELECT {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
+            f" WHERE {scope_where(scope, None, alias='m', period=False)}) m,"
             f" (SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
             f" FROM {self.views.llm_calls} l WHERE {scope_where(scope, 'created_at', alias='l', channel='conversation')}) l", p)[0]
         conversations, messages_in, messages_out, active, calls, tokens, cost = row
@@ -250,14 +347,16 @@ class BotserverAnalytics:
     def _first_seen(self, scope: Scope) -> List[tuple]:
         """``[(local day, users first seen that day)]`` for users new in the period."""
         where = scope_where(scope, None, alias="m", period=False)
+        coverage = self.coverage()
+        params = self._params(scope, covered_until=coverage.covered_until if coverage else None)
         return self.query(
-            f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(created_at) AS first"
-            f" FROM {self.views.messages} m WHERE {where} AND direction = 'in' AND created_at < %(end)s"
-            f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day", self._params(scope))
+            f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(first_in) AS first"
+            f" FROM {self.sql.first_messages(coverage, bool(scope.channel))} m WHERE {where}"
+            f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day", params)
 
     def daily_usage(self, scope: Scope) -> List[dict]:
         """Per local day: conversations, messages in/out, active users and new users."""
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         days: Dict[dt.date, dict] = {}
 
         def day(d):
@@ -269,9 +368,8 @@ class BotserverAnalytics:
                 f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day", p):
             day(d)["conversations"] = count
         for d, messages_in, messages_out, active in self.query(
-                f"SELECT {local_day('created_at')} AS day, count(*) FILTER (WHERE direction = 'in'),"
-                f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY day", p):
+                f"SELECT {local_day('t')} AS day, {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
+                f" WHERE {scope_where(scope, None, alias='m', period=False)} GROUP BY day", p):
             day(d).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         for d, count in self._first_seen(scope):
             day(d)["new_users"] = count
@@ -279,7 +377,7 @@ class BotserverAnalytics:
 
     def activity_grid(self, scope: Scope) -> List[dict]:
         """Per local weekday (0 = Monday) and hour: messages in/out and conversations started."""
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         cells: Dict[tuple, dict] = {}
 
         def cell(key):
@@ -287,11 +385,11 @@ class BotserverAnalytics:
 
         weekday = "(extract(isodow FROM {t})::int - 1)"
         hour = "extract(hour FROM {t})::int"
-        t = local("created_at")
+        t = local("t")
         for wd, hr, messages_in, messages_out in self.query(
-                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FILTER (WHERE direction = 'in'),"
-                f" count(*) FILTER (WHERE direction = 'out') FROM {self.views.messages} m"
-                f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY wd, hr", p):
+                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, sum(messages_in), sum(messages_out)"
+                f" FROM {self._counts(scope, plan)} m WHERE {scope_where(scope, None, alias='m', period=False)}"
+                f" GROUP BY wd, hr", p):
             cell((wd, hr)).update(messages_in=messages_in, messages_out=messages_out)
         t = local("started_at")
         for wd, hr, count in self.query(
@@ -305,7 +403,7 @@ class BotserverAnalytics:
         if dimension not in ("bot", "channel"):
             raise ValueError(f"dimension must be bot or channel, not {dimension!r}")
         key = "bot_id" if dimension == "bot" else "channel"
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         rows: Dict[str, dict] = {}
 
         def row(k):
@@ -317,10 +415,8 @@ class BotserverAnalytics:
                 f" GROUP BY {key}", p):
             row(k)["conversations"] = count
         for k, messages_in, messages_out, active in self.query(
-                f"SELECT {key}, count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'),"
-                f" count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {self.views.messages} m"
-                f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY {key}", p):
+                f"SELECT {key}, {IN_OUT_USERS} FROM {self._facts(scope, plan, need_channel=dimension == 'channel')} m"
+                f" WHERE {scope_where(scope, None, alias='m', period=False)} GROUP BY {key}", p):
             row(k).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         if dimension == "bot":
             llm = (f"SELECT l.bot_id, coalesce(sum(l.input_tokens + l.output_tokens), 0), coalesce(sum(l.cost_usd), 0)"
@@ -336,13 +432,14 @@ class BotserverAnalytics:
 
     def top_users(self, scope: Scope, limit: int) -> List[dict]:
         """The ``limit`` users with most incoming messages."""
+        plan, p = self._plan(scope, limit=int(limit))
         rows = self.query(
             f"SELECT t.user_id, t.n, (SELECT count(*) FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} AND c.user_id = t.user_id), t.first, t.last"
-            f" FROM (SELECT user_id, count(*) AS n, min(created_at) AS first, max(created_at) AS last"
-            f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
-            f" AND direction = 'in' GROUP BY user_id ORDER BY n DESC, user_id LIMIT %(limit)s) t"
-            f" ORDER BY t.n DESC, t.user_id", self._params(scope, limit=int(limit)))
+            f" FROM (SELECT user_id, sum(messages_in) AS n, min(first_in) AS first, max(last_in) AS last"
+            f" FROM {self._facts(scope, plan)} m WHERE {scope_where(scope, None, alias='m', period=False)}"
+            f" AND messages_in > 0 GROUP BY user_id ORDER BY n DESC, user_id LIMIT %(limit)s) t"
+            f" ORDER BY t.n DESC, t.user_id", p)
         return [{"user_id": u, "messages_in": n, "conversations": c, "first_at": first, "last_at": last}
                 for u, n, c, first, last in rows]
 
@@ -353,7 +450,7 @@ class BotserverAnalytics:
 
     def usage_rows(self, scope: Scope) -> Iterator[dict]:
         """One row per bot per local day, ordered by day then bot."""
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         rows: Dict[tuple, dict] = {}
 
         def row(d, bot):
@@ -366,10 +463,8 @@ class BotserverAnalytics:
                 f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day, bot_id", p):
             row(d, bot)["conversations"] = count
         for d, bot, messages_in, messages_out, active in self.query(
-                f"SELECT {local_day('created_at')} AS day, bot_id, count(*) FILTER (WHERE direction = 'in'),"
-                f" count(*) FILTER (WHERE direction = 'out'), count(DISTINCT user_id) FILTER (WHERE direction = 'in')"
-                f" FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
-                f" GROUP BY day, bot_id", p):
+                f"SELECT {local_day('t')} AS day, bot_id, {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
+                f" WHERE {scope_where(scope, None, alias='m', period=False)} GROUP BY day, bot_id", p):
             row(d, bot).update(messages_in=messages_in, messages_out=messages_out, active_users=active)
         for d, bot, tokens, cost in self.query(
                 f"SELECT {local_day('created_at')} AS day, bot_id, coalesce(sum(input_tokens + output_tokens), 0),"
@@ -380,22 +475,26 @@ class BotserverAnalytics:
 
     # -- conversations --------------------------------------------------
 
-    def _counted(self) -> str:
-        """Conversations with their message counts, counting only sessions started in the period."""
-        return self.views.counted_conversations(
+    def _counted(self, scope: Scope, **extra):
+        """``(relation, params)``: conversations with their message counts over all their history,
+        from the rollups' session totals when there are some, else counting only the sessions
+        started in the period."""
+        coverage = self.coverage()
+        relation = self.sql.counted_conversations(
+            self.views.conversations, coverage,
             "AND session_id IN (SELECT s.id FROM user_sessions s WHERE s.created_at >= %(start)s"
             " AND s.created_at < %(end)s)")
+        return relation, self._params(scope, covered_until=coverage.covered_until if coverage else None, **extra)
 
     def conversation_summary(self, scope: Scope) -> dict:
         """Outcomes, message counts and durations of the conversations started in the scope."""
-        p = self._params(scope)
-        where = scope_where(scope, "started_at", alias="c")
+        counted, p = self._counted(scope)
         counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
         row = self.query(
             f"SELECT count(*), {counts}, sum(message_count)::float8 / nullif(count(message_count), 0),"
             f" percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY message_count),"
-            f" count(ended_at), percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY {DURATION})"
-            f" FROM {self._counted()} c WHERE {where}", p)[0]
+            f" count(ended_at), percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY duration)"
+            f" FROM {once(counted, scope, f'status, message_count, ended_at, {DURATION} AS duration')}", p)[0]
         total, resolved, abandoned, handed_off, open_, avg_messages, message_picks, ended, duration_picks = row
         message_picks = dict(zip(PERCENTILES, message_picks or [None] * len(PERCENTILES)))
         duration_picks = dict(zip(PERCENTILES, duration_picks or [None] * len(PERCENTILES)))
@@ -408,20 +507,28 @@ class BotserverAnalytics:
         """Per local day of start: conversations by outcome."""
         counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
         rows = self.query(
-            f"SELECT {local_day('started_at')} AS day, {counts} FROM {self.views.conversations} c"
-            f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
+            f"SELECT {local_day('started_at')} AS day, {counts}"
+            f" FROM {once(self.views.conversations, scope, 'started_at, status')} GROUP BY day ORDER BY day",
+            self._params(scope))
         return [{"day": r[0], **dict(zip(STATUSES, r[1:]))} for r in rows]
 
     def top_conversations(self, scope: Scope, order_by: str, limit: int) -> List[dict]:
         """The longest conversations (``duration``) or those with most messages (``messages``)."""
         if order_by not in ("duration", "messages"):
             raise ValueError(f"order_by must be duration or messages, not {order_by!r}")
-        order = (f"coalesce({DURATION}, -1) DESC" if order_by == "duration"
-                 else "coalesce(message_count, 0) DESC")
+        counted, p = self._counted(scope, limit=int(limit))
+        # Ranked by what they are ranked by alone (a session's end only for durations), then the
+        # other columns worked out for the few kept.
+        if order_by == "duration":
+            ranked, key = f"id, started_at, message_count, {DURATION} AS duration_ms", "coalesce(t.duration_ms, -1)"
+        else:
+            ranked, key = "id, started_at, message_count", "coalesce(t.message_count, 0)"
         rows = self.query(
-            f"SELECT id, bot_id, channel, user_id, started_at, {DURATION} AS duration_ms, message_count, status,"
-            f" satisfaction FROM {self._counted()} c WHERE {scope_where(scope, 'started_at', alias='c')}"
-            f" ORDER BY {order}, started_at, id LIMIT %(limit)s", self._params(scope, limit=int(limit)))
+            f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at,"
+            f" {DURATION.replace('ended_at', 'c.ended_at').replace('started_at', 'c.started_at')}, t.message_count,"
+            f" c.status, c.satisfaction FROM (SELECT * FROM {once(counted, scope, ranked, alias='t')}"
+            f" ORDER BY {key} DESC, t.started_at, t.id LIMIT %(limit)s) t"
+            f" JOIN {self.views.conversations} c ON c.id = t.id ORDER BY {key} DESC, c.started_at, c.id", p)
         names = ("id", "bot_id", "channel", "user_id", "started_at", "duration_ms", "message_count", "status",
                  "satisfaction")
         return [dict(zip(names, r)) for r in rows]
@@ -464,15 +571,41 @@ class BotserverAnalytics:
         """One row per conversation started in the scope, ordered by start."""
         names = ("id", "bot_id", "channel", "user_id", "started_at", "ended_at", "duration_ms", "message_count",
                  "status", "satisfaction", "messages_in", "messages_out", "errors", "avg_latency_ms")
+        counted, p = self._counted(scope)
         sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at, {DURATION},"
                f" c.message_count, c.status, c.satisfaction, c.messages_in, c.messages_out, NULL::int, c.avg_latency"
-               f" FROM {self._counted()} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+               f" FROM {counted} c WHERE {scope_where(scope, 'started_at', alias='c')}"
                f" ORDER BY c.started_at, c.id")
-        for row in self.stream(sql, self._params(scope)):
+        for row in self.stream(sql, p):
             record = dict(zip(names, row))
             if record["avg_latency_ms"] is not None:
                 record["avg_latency_ms"] = round(record["avg_latency_ms"], 3)
             yield record
+
+    def conversation_table_rows(self, scope: Scope, user_label) -> Iterator[list]:
+        """The rows of ``conversation_rows`` as lists in the conversations raw table's column order
+        (id, bot_id, channel, ``user_label`` of the user, started_at, ended_at, duration in seconds,
+        message_count, messages_in, messages_out, errors, avg_latency_ms, status, satisfaction).
+
+        A row per conversation: PostgreSQL spells the ids as text and the rows are fetched in
+        batches on a thread of their own while Python shapes the batch before.
+        """
+        counted, p = self._counted(scope)
+        sql = (f"SELECT c.id::text, c.bot_id::text, c.channel, c.user_id::text, c.started_at, c.ended_at,"
+               f" {DURATION}, c.message_count, c.messages_in, c.messages_out, c.avg_latency, c.status,"
+               f" c.satisfaction FROM {counted} c WHERE {scope_where(scope, 'started_at', alias='c')}"
+               f" ORDER BY c.started_at, c.id")
+        utc = dt.timezone.utc
+        labels: Dict[Optional[str], str] = {}
+        for rows in read_ahead(self.batches(sql, p)):
+            for id_, bot, channel, user, started, ended, duration, count, m_in, m_out, latency, status, rating in rows:
+                label = labels.get(user)
+                if label is None:
+                    label = labels[user] = user_label(user)
+                yield [id_, bot, channel, label, started.astimezone(utc),
+                       None if ended is None else ended.astimezone(utc),
+                       None if duration is None else duration / 1000, count, m_in, m_out, None,
+                       None if latency is None else round(latency, 3), status, rating]
 
     # -- performance ----------------------------------------------------
 
@@ -483,6 +616,11 @@ class BotserverAnalytics:
         """Latency of bot replies per group: count, average, min, max and percentiles."""
         if group not in (None, "day", "bot", "channel"):
             raise ValueError(f"group must be day, bot or channel, not {group!r}")
+        plan, p = self._plan(scope)
+        if plan.covered and not self.query(
+                f"SELECT EXISTS (SELECT 1 FROM {self._counts(scope, plan)} m"
+                f" WHERE {scope_where(scope, None, alias='m', period=False)} AND latency_n > 0)", p)[0][0]:
+            return []  # the rollups say so at once; percentiles need each reply, so botserver's rows otherwise
         rows = self.query(
             f"SELECT {self._group_key(group, 'created_at')} AS k, {_stats('latency_ms')}"
             f" FROM {self.views.messages} m"
@@ -496,16 +634,16 @@ class BotserverAnalytics:
         """Per group: replies and LLM calls with their failures; reply errors are not recorded (None)."""
         if group not in (None, "day", "bot", "channel"):
             raise ValueError(f"group must be day, bot or channel, not {group!r}")
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         rows: Dict = {}
 
         def row(k):
             return rows.setdefault(k, {"key": k, "replies": 0, "errors": None, "llm_calls": 0, "llm_failures": 0})
 
         for k, replies in self.query(
-                f"SELECT {self._group_key(group, 'created_at')} AS k, count(*)"
-                f" FROM {self.views.messages} m"
-                f" WHERE {scope_where(scope, 'created_at', alias='m')} AND direction = 'out' GROUP BY k", p):
+                f"SELECT {self._group_key(group, 't')} AS k, sum(messages_out)"
+                f" FROM {self._counts(scope, plan, need_channel=group == 'channel')} m"
+                f" WHERE {scope_where(scope, None, alias='m', period=False)} AND messages_out > 0 GROUP BY k", p):
             row(k)["replies"] = replies
         if group == "channel":
             llm = (f"SELECT c.channel AS k, count(*), count(*) FILTER (WHERE NOT l.success) FROM {self.views.llm_calls} l"
@@ -536,20 +674,55 @@ class BotserverAnalytics:
 
     def throughput(self, scope: Scope) -> dict:
         """Messages, the busiest minute and local hour (earliest on a tie), and active hours."""
-        p = self._params(scope)
-        view, where = self.views.messages, scope_where(scope, "created_at", alias="m")
+        plan, p = self._plan(scope)
+        facts, where = self._counts(scope, plan), scope_where(scope, None, alias="m", period=False)
         total, active = self.query(
-            f"SELECT count(*), count(DISTINCT {local_hour_start('created_at')}) FROM {view} m WHERE {where}", p)[0]
-        minute = self.query(
-            f"SELECT date_trunc('minute', created_at) AS k, count(*) FROM {view} m WHERE {where}"
-            f" GROUP BY k ORDER BY count(*) DESC, k LIMIT 1", p)
+            f"SELECT coalesce(sum(messages_in + messages_out), 0), count(DISTINCT {local_hour_start('t')})"
+            f" FROM {facts} m WHERE {where}", p)[0]
+        if scope.channel:  # minutes are rolled up per bot, not per channel (which botserver rewrites)
+            minute = self.query(
+                f"SELECT date_trunc('minute', created_at) AS k, count(*) FROM {self.views.messages} m"
+                f" WHERE {scope_where(scope, 'created_at', alias='m')} GROUP BY k ORDER BY count(*) DESC, k LIMIT 1", p)
+        else:
+            minute = self._peak_minute(plan, p, where)
         hour = self.query(
-            f"SELECT {local_hour_start('created_at')} AS k, count(*) FROM {view} m WHERE {where}"
-            f" GROUP BY k ORDER BY count(*) DESC, k LIMIT 1", p)
+            f"SELECT {local_hour_start('t')} AS k, sum(messages_in + messages_out) FROM {facts} m WHERE {where}"
+            f" GROUP BY k ORDER BY sum(messages_in + messages_out) DESC, k LIMIT 1", p)
         minute_at, minute_n = minute[0] if minute else (None, 0)
         hour_at, hour_n = hour[0] if hour else (None, 0)
         return {"messages": total, "peak_minute_at": minute_at, "peak_minute_messages": minute_n,
                 "peak_hour_at": hour_at, "peak_hour_messages": hour_n, "active_hours": active}
+
+    def _peak_minute(self, plan: Plan, p: dict, where: str) -> List[tuple]:
+        """``[(minute, messages)]`` of the busiest minute (earliest on a tie), or ``[]``.
+
+        The raw stretches are counted minute by minute. Over the rolled-up buckets, each
+        bucket's busiest minute per bot bounds its minutes: buckets are read by falling
+        bound, a few then twice as many, until the bound falls below the best minute found.
+        """
+        best: Optional[tuple] = None
+
+        def consider(rows):
+            nonlocal best
+            for at, count in rows:
+                if best is None or count > best[1] or (count == best[1] and at < best[0]):
+                    best = (at, count)
+
+        if plan.raw:
+            consider(self.query(
+                f"SELECT minute AS k, sum(messages) FROM {self.sql.minutes(Plan(None, plan.raw, plan.covered_until))} m"
+                f" WHERE {where} GROUP BY k ORDER BY sum(messages) DESC, k LIMIT 1", p))
+        if plan.covered:
+            bounds = self.query(f"SELECT bucket, sum(busiest) FROM {self.sql.minute_bounds()} m WHERE {where}"
+                                f" GROUP BY bucket HAVING sum(busiest) > 0 ORDER BY sum(busiest) DESC, bucket", p)
+            index, size = 0, 4
+            while index < len(bounds) and (best is None or bounds[index][1] >= best[1]):
+                candidates = [bucket for bucket, _ in bounds[index:index + size]]
+                index, size = index + size, size * 2
+                consider(self.query(
+                    f"SELECT minute AS k, sum(messages) FROM {self.sql.minutes_of()} m WHERE {where}"
+                    f" GROUP BY k ORDER BY sum(messages) DESC, k LIMIT 1", {**p, "candidates": candidates}))
+        return [best] if best else []
 
     def system_health(self, scope: Scope) -> Optional[List[dict]]:
         """None: botserver writes system metrics to InfluxDB, not PostgreSQL."""
@@ -561,7 +734,7 @@ class BotserverAnalytics:
 
     def performance_rows(self, scope: Scope) -> Iterator[dict]:
         """One row per bot per local hour, ordered by hour then bot."""
-        p = self._params(scope)
+        plan, p = self._plan(scope)
         rows: Dict[tuple, dict] = {}
 
         def row(hour, bot):
@@ -570,9 +743,9 @@ class BotserverAnalytics:
                 "avg_latency_ms": None, "max_latency_ms": None, "llm_calls": 0, "llm_failures": 0, "tokens": 0})
 
         for hour, bot, messages_in, replies, avg, high in self.query(
-                f"SELECT {local_hour_start('created_at')} AS h, bot_id, count(*) FILTER (WHERE direction = 'in'),"
-                f" count(*) FILTER (WHERE direction = 'out'), sum(latency_ms)::float8 / nullif(count(latency_ms), 0),"
-                f" max(latency_ms) FROM {self.views.messages} m WHERE {scope_where(scope, 'created_at', alias='m')}"
+                f"SELECT {local_hour_start('t')} AS h, bot_id, sum(messages_in), sum(messages_out),"
+                f" sum(latency_sum)::float8 / nullif(sum(latency_n), 0), max(latency_max)"
+                f" FROM {self._counts(scope, plan)} m WHERE {scope_where(scope, None, alias='m', period=False)}"
                 f" GROUP BY h, bot_id", p):
             row(hour, bot).update(messages_in=messages_in, replies=replies,
                                   avg_latency_ms=None if avg is None else round(avg, 3), max_latency_ms=high)
