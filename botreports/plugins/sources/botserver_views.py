@@ -39,12 +39,18 @@ STATUS = (
     " WHEN s.context_data->>'status' IN (" + ", ".join(f"'{s}'" for s in HANDED_OFF_STATUSES) + ")"
     " OR s.context_data->>'needs_human' = 'true' THEN 'handed_off' ELSE 'open' END")
 
-#: An RFC 3339 instant as botserver writes it (``Utc::now().to_rfc3339()``); anything else is no end,
-#: so that a hand-edited value can never make a report fail on a cast.
-TIMESTAMP_TEXT = (r"'^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d"
-                  r"(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?$'")
-ENDED_AT = (f"CASE WHEN s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
-            " THEN (s.context_data->>'resolved_at')::timestamptz END")
+#: An RFC 3339 instant as botserver writes it (``Utc::now().to_rfc3339()``, up to nine fractional
+#: digits); anything else, or a day no calendar has, is no end, so that a hand-edited value can never
+#: make a report fail on a cast (PostgreSQL 15 has no cast that answers NULL instead of an error).
+TIMESTAMP_TEXT = (r"'^[1-9]\d{3}-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31"
+                  r"|02-29)[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$'")
+_RESOLVED_AT = "s.context_data->>'resolved_at'"
+_YEAR = f"substr({_RESOLVED_AT}, 1, 4)::int"
+#: Whether a session's ``resolved_at`` is an instant PostgreSQL can read: the pattern, and 29 February
+#: only in a leap year. A CASE, because only it fixes the order: the year is read once the pattern holds.
+READABLE_END = (f"CASE WHEN {_RESOLVED_AT} ~ {TIMESTAMP_TEXT} THEN substr({_RESOLVED_AT}, 6, 5) <> '02-29'"
+                f" OR (mod({_YEAR}, 4) = 0 AND (mod({_YEAR}, 100) <> 0 OR mod({_YEAR}, 400) = 0)) ELSE false END")
+ENDED_AT = f"CASE WHEN {READABLE_END} THEN ({_RESOLVED_AT})::timestamptz END"
 
 #: Sessions automations open for themselves: their user is the bot (src/core/automation/mod.rs).
 AUTOMATION = "s.user_id = s.bot_id"
