@@ -30,7 +30,7 @@ from .botserver_custom import compile_metric, order_groups
 from .read_ahead import read_ahead
 from .botserver_rollups import URL_OPTIONS as ROLLUP_OPTIONS
 from .botserver_rollups import Coverage, Plan, RollupReader, RollupSettings, RollupSQL, RollupWriter, plan_period
-from .botserver_views import (CHANNEL, TIMESTAMP_TEXT, Views, local, local_day, local_hour_start,
+from .botserver_views import (CHANNEL, READABLE_END, Views, local, local_day, local_hour_start,
                               scope_params, scope_where)
 
 log = logging.getLogger("botreports.botserver")
@@ -262,16 +262,18 @@ class BotserverAnalytics:
         """A writer of this database's rollups, over a connection of its own (not read-only)."""
         return RollupWriter(self.conninfo, self.rollup_settings, search_path=self.schema)
 
-    def refresh_rollups(self):
+    def refresh_rollups(self, now: Optional[dt.datetime] = None):
         """Bring the rollups up to date (the periodic job); see ``RollupWriter.refresh``."""
-        result = self.rollup_writer().refresh()
+        result = self.rollup_writer().refresh(now)
         self.rollups.forget()
+        self.forget()
         return result
 
-    def rebuild_rollups(self):
+    def rebuild_rollups(self, now: Optional[dt.datetime] = None):
         """Build the rollups anew from botserver's rows; see ``RollupWriter.rebuild``."""
-        result = self.rollup_writer().rebuild()
+        result = self.rollup_writer().rebuild(now)
         self.rollups.forget()
+        self.forget()
         return result
 
     # -- what botserver records -----------------------------------------
@@ -296,7 +298,7 @@ class BotserverAnalytics:
                 coverage, "tokens_n > 0", coverage and coverage.messages_with_tokens,
                 "role IN (1, 2) AND token_count <> 0"),
             "conversations.ended_at": (f"SELECT 1 FROM user_sessions s JOIN bots b ON b.id = s.bot_id"
-                                       f" WHERE s.context_data->>'resolved_at' ~ {TIMESTAMP_TEXT}"
+                                       f" WHERE {READABLE_END}"
                                        + ("" if v.automation else " AND s.user_id <> s.bot_id")),
             "llm_calls": f"SELECT 1 FROM {v.llm_calls} l",
         }

@@ -245,6 +245,7 @@ class RollupWriter:
         self.conninfo = conninfo
         self.settings = settings
         self.search_path = search_path
+        self._now: Optional[dt.datetime] = None
 
     def connect(self):
         import psycopg
@@ -282,18 +283,22 @@ class RollupWriter:
 
     # -- entry points ------------------------------------------------------------
 
-    def rebuild(self) -> RefreshResult:
-        """Every rollup table built anew from botserver's rows (after a running refresh ends)."""
+    def rebuild(self, now: Optional[dt.datetime] = None) -> RefreshResult:
+        """Every rollup table built anew from botserver's rows (after a running refresh ends).
+
+        ``now`` stands for the database's clock (tests move time with it)."""
         with self.connect() as conn:
             reason = self.why_not(conn)
             if reason:
                 return self._off(reason)
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [self.settings.lock_key])
+            self._now = now
             return self._rebuild(conn)
 
-    def refresh(self) -> RefreshResult:
+    def refresh(self, now: Optional[dt.datetime] = None) -> RefreshResult:
         """The rollups brought up to now: incrementally, or rebuilt when missing, of another layout,
         or older than ``rebuild_after``. ``busy`` at once if another refresh holds the lock."""
+        self._now = now
         with self.connect() as conn:
             reason = self.why_not(conn)
             if reason:
@@ -304,7 +309,7 @@ class RollupWriter:
             if state is None or state["version"] != VERSION:
                 return self._rebuild(conn)
             after = self.settings.rebuild_after
-            if after is not None and state["now"] - state["rebuilt_at"] >= after:
+            if after is not None and (self._now or state["now"]) - state["rebuilt_at"] >= after:
                 return self._rebuild(conn)
             return self._refresh(conn, state)
 
@@ -325,7 +330,7 @@ class RollupWriter:
         return None if row is None else dict(zip(("version", "covered_until", "rebuilt_at", "now"), row))
 
     def _until(self, conn) -> Tuple[dt.datetime, dt.datetime]:
-        now = conn.execute("SELECT statement_timestamp()").fetchone()[0]
+        now = self._now or conn.execute("SELECT statement_timestamp()").fetchone()[0]
         return now, floor_bucket(now - SETTLE)
 
     # -- rebuild -----------------------------------------------------------------
