@@ -339,7 +339,10 @@ class RollupWriter:
         """New tables filled beside the old ones, then swapped in (readers wait only for the swap)."""
         started = time.perf_counter()
         s = self.settings.quoted
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        # CREATE SCHEMA asks for CREATE on the database even when the schema exists (IF NOT EXISTS
+        # included): a role that owns its schema and may create nothing else must not run it.
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.settings.schema]).fetchone():
+            conn.execute(f"CREATE SCHEMA {s}")
         conn.execute(_state_table(s))
         now, until = self._until(conn)
         for name, ddl in _tables(s, "_next").items():
