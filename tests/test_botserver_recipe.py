@@ -288,6 +288,34 @@ def test_the_seed_request_examples_with_a_botserver_token(deployment, botserver_
         assert summary[name]["value"] is None and summary[name]["unavailable"] == "not recorded by this source"
 
 
+def test_rollups_kept_by_the_recipe_role_give_the_same_numbers(deployment, botserver_db):
+    """`botreports rollups rebuild` with the recipe's environment writes into the schema grants.sql
+    gave the role, and nowhere else; reports then read the rollups, with the same numbers."""
+    import psycopg
+
+    built = deployment.botreports("rollups", "rebuild")
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.startswith("rollups rebuilt"), built.stdout
+    with psycopg.connect(deployment.url) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT n.nspname, c.relowner::regrole::text FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relowner = %s::regrole",
+            [deployment.role]).fetchall()
+    assert owners == [("botreports", deployment.role)]
+    org = botserver_db.org("org-initech")
+    client = Client(deployment.base, token=botserver_token(org))
+    answer = client.call("POST", f"{BASE}/generate", json={"type": "usage", "format": "json", "timezone": "UTC",
+                                                           "start_date": str(START), "end_date": str(END)})
+    assert answer.status_code == 202, answer.text
+    report_id = answer.json()["report_id"]
+    assert client.wait(report_id)["state"] == "completed"
+    document = client.call("GET", f"{BASE}/{report_id}/download").json()
+    shown = {name: item["value"] for name, item in kpis(document, "usage_summary").items()}
+    expected = usage_by_sql(deployment.url, org, *utc_days(START, END))
+    assert expected["messages_in"] > 100
+    assert {name: shown[name] for name in expected} == expected
+
+
 def test_tokens_botserver_issues_today_and_roles_without_a_mapping(deployment, botserver_db):
     org = botserver_db.org("org-acme")
     status = f"{BASE}/templates"
