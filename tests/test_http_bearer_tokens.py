@@ -55,6 +55,7 @@ def test_botserver_roles_and_permissions_map_to_ours(rk):
     (lambda: make_token(SECRET, audience="another-api"), "audience"),
     (lambda: make_token("a-different-key-of-at-least-32-bytes!!"), "signature"),
     (lambda: make_token(SECRET, org=None), "organization_id"),
+    (lambda: make_token(SECRET, roles=["Admin"], type="refresh"), "not an access token"),
     (lambda: "not.a.jwt", "not valid"),
     (lambda: "3f0c2a77-session-id-without-dots", "not valid"),
 ])
@@ -65,6 +66,10 @@ def test_bad_tokens_are_rejected_with_invalid_token(rk, token, problem):
         who(rk, token())
     assert caught.value.code == "invalid_token"
     assert problem in caught.value.message.lower()
+
+
+def test_botserver_access_tokens_with_their_type_claim_are_accepted(rk):
+    assert who(rk, make_token(SECRET, roles=["Admin"], type="access", jti="j-1", nbf=0)).roles == {"admin"}
 
 
 def test_unsigned_tokens_are_refused(rk):

@@ -87,6 +87,9 @@ def authenticate(request, reports):
         raise InvalidCredentials("the bearer token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise InvalidCredentials(f"the bearer token is not valid: {exc}") from None
+    # botserver signs its refresh tokens with the same key: only an access token asks for data.
+    if claims.get("type", "access") != "access":
+        raise InvalidCredentials(f"the bearer token is a {claims.get('type')!r} token, not an access token")
     org = claims.get("organization_id")
     if not isinstance(org, str) or not org:
         raise InvalidCredentials("the bearer token has no organization_id claim")
