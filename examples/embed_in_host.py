@@ -127,7 +127,7 @@ class PrefixDispatcher:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path == self.prefix or path.startswith(self.prefix + "/") or path == "/api/v1/openapi.json":
+        if path == self.prefix or path.startswith(self.prefix + "/") or path == "/openapi.json":
             return self.mounted(environ, start_response)
         return self.host(environ, start_response)
 
