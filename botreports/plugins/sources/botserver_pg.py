@@ -22,12 +22,14 @@ import uuid
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import attrs
+
 from ... import hookimpl
 from ...core.datasource import PERCENTILES
 from ...core.errors import ReportFailed
 from ...core.models import DataSourceFactory, Scope
 from .botserver_custom import compile_metric, order_groups
-from .read_ahead import read_ahead
+from .sqlite_conversation_table import _Labels
 from .botserver_rollups import URL_OPTIONS as ROLLUP_OPTIONS
 from .botserver_rollups import Coverage, Plan, RollupReader, RollupSettings, RollupSQL, RollupWriter, plan_period
 from .botserver_views import (CHANNEL, READABLE_END, Views, local, local_day, local_hour_start,
@@ -40,7 +42,10 @@ NO_COLUMN = frozenset({"messages.intent", "messages.is_error", "conversations.sa
 #: How long the answer of ``unrecorded()`` is kept before botserver's tables are asked again.
 UNRECORDED_TTL_S = 300.0
 #: Options of a ``postgresql://`` URL read by botreports, not by libpq.
-URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automation") + ROLLUP_OPTIONS
+URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automation", "work_mem") + ROLLUP_OPTIONS
+#: Memory a report query may sort and hash in before spilling to disk (distinct users over a month
+#: of rollup rows sort a few hundred thousand values); ``work_mem=`` in the URL, BOTREPORTS_PG_WORK_MEM.
+DEFAULT_WORK_MEM = "64MB"
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_MAX = 4
 #: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
@@ -106,6 +111,28 @@ IN_OUT_USERS = ("coalesce(sum(messages_in), 0), coalesce(sum(messages_out), 0),"
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
 
 
+#: How long an answer over the rollups is kept (``_first_seen``).
+KEPT_S = 30.0
+
+
+@attrs.define
+class Kept:
+    """An answer kept, and the lock its first asker holds while computing it."""
+
+    rows: Optional[list] = None
+    at: float = 0.0
+    lock: threading.Lock = attrs.Factory(threading.Lock)
+
+
+@attrs.frozen
+class Started:
+    """Conversations to count: a relation (with the scope applied), its start column and the count."""
+
+    relation: str
+    time: str
+    count: str
+
+
 def once(relation: str, scope: Scope, columns: str, alias: str = "c") -> str:
     """``relation``'s conversations in ``scope`` with ``columns`` computed once a row, as ``alias``.
 
@@ -133,6 +160,9 @@ class BotserverAnalytics:
         self.pool_min = int(options.get("pool_min", pool_min))
         self.pool_max = int(options.get("pool_max", pool_max or os.environ.get("BOTREPORTS_PG_POOL_SIZE")
                                         or DEFAULT_POOL_MAX))
+        self.work_mem = options.get("work_mem") or os.environ.get("BOTREPORTS_PG_WORK_MEM") or DEFAULT_WORK_MEM
+        if not re.fullmatch(r"[1-9][0-9]{0,6}(kB|MB|GB)", self.work_mem):
+            raise ValueError(f"work_mem must be a size like 64MB, not {self.work_mem!r}")
         automation = automation or options.get("automation") or os.environ.get("BOTREPORTS_PG_AUTOMATION") or "include"
         if automation not in ("include", "exclude"):
             raise ValueError(f"automation must be include or exclude, not {automation!r}")
@@ -145,6 +175,7 @@ class BotserverAnalytics:
         self._pool = None
         self._lock = threading.Lock()
         self._unrecorded: Optional[tuple] = None  # (monotonic time read, answer)
+        self._kept: Dict[tuple, Kept] = {}  # answers kept a little while (``_first_seen``)
 
     @property
     def concurrent_queries(self) -> bool:
@@ -159,7 +190,7 @@ class BotserverAnalytics:
         given = conninfo_to_dict(self.conninfo).get("options") or ""
         # Every transaction is read-only: a report can never change botserver's data.
         ours = [f"-c statement_timeout={self.statement_timeout_ms}", "-c default_transaction_read_only=on",
-                "-c TimeZone=UTC", "-c application_name=botreports"]
+                "-c TimeZone=UTC", "-c application_name=botreports", f"-c work_mem={self.work_mem}"]
         if self.schema:
             ours.append(f"-c search_path={self.schema}")
         return " ".join([given] + ours).strip()
@@ -219,19 +250,28 @@ class BotserverAnalytics:
         except psycopg.errors.QueryCanceled as exc:
             raise self._timed_out(exc) from None  # final: a retry would be as slow
 
-    def batches(self, sql: str, params=None, size: int = 5000) -> Iterator[list]:
-        """Rows of one query as psycopg gives them, ``size`` a list, through a server-side cursor."""
+    def copy_batches(self, sql: str, params, types: Sequence[str], size: int = 5000) -> Iterator[list]:
+        """Rows of one query, ``size`` a list, through ``COPY (query) TO STDOUT``: the rows stream
+        as the query makes them, in one plan (a server-side cursor would take a slower one) and
+        without holding them all. ``types`` are the columns' PostgreSQL types, for parsing."""
         import psycopg
+        from psycopg import sql as pgsql
 
         try:
             with self.pool.connection() as conn:
-                with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
-                    cur.execute(sql, params)
-                    while True:
-                        rows = cur.fetchmany(size)
-                        if not rows:
-                            return
-                        yield rows
+                with psycopg.ClientCursor(conn) as client:
+                    text = client.mogrify(sql, params)  # parameters quoted by psycopg, into the COPY
+                with conn.cursor() as cur:
+                    with cur.copy(pgsql.SQL("COPY ({}) TO STDOUT").format(pgsql.SQL(text))) as copy:
+                        copy.set_types(list(types))
+                        batch = []
+                        for row in copy.rows():
+                            batch.append(row)
+                            if len(batch) >= size:
+                                yield batch
+                                batch = []
+                        if batch:
+                            yield batch
         except psycopg.errors.QueryCanceled as exc:
             raise self._timed_out(exc) from None  # final: a retry would be as slow
 
@@ -253,6 +293,15 @@ class BotserverAnalytics:
     def _facts(self, scope: Scope, plan: Plan, need_channel: bool = False) -> str:
         """Message facts per session of the scope's period (``botserver_rollups.RollupSQL.facts``)."""
         return self.sql.facts(plan, need_channel or bool(scope.channel))
+
+    def _started(self, scope: Scope, plan: Plan, need_channel: bool = False) -> "Started":
+        """The conversations started in the scope, to count: per bot and rolled-up bucket unless a
+        channel is asked for (botserver rewrites it: read live from each session)."""
+        if need_channel or scope.channel:
+            return Started(f"(SELECT * FROM {self.views.conversations} c"
+                           f" WHERE {scope_where(scope, 'started_at', alias='c')})", "started_at", "count(*)")
+        return Started(f"(SELECT * FROM {self.sql.sessions(plan)} c WHERE {scope_where(scope, None, alias='c', period=False)})",
+                       "t", "coalesce(sum(sessions), 0)")
 
     def _counts(self, scope: Scope, plan: Plan, need_channel: bool = False) -> str:
         """Message counts of the scope's period, per bot where no channel is asked for."""
@@ -335,8 +384,9 @@ class BotserverAnalytics:
     def usage_totals(self, scope: Scope) -> Dict[str, float]:
         """Conversations, messages in/out, active and new users, tokens and cost of a scope."""
         plan, p = self._plan(scope)
+        started = self._started(scope, plan)
         row = self.query(
-            f"SELECT (SELECT count(*) FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}),"
+            f"SELECT (SELECT {started.count} FROM {started.relation} c),"
             f" m.*, l.* FROM (SELECT {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
             f" WHERE {scope_where(scope, None, alias='m', period=False)}) m,"
             f" (SELECT count(*), coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
@@ -347,14 +397,30 @@ class BotserverAnalytics:
                 "llm_calls": calls, "tokens": tokens, "cost_usd": round(cost, 6)}
 
     def _first_seen(self, scope: Scope) -> List[tuple]:
-        """``[(local day, users first seen that day)]`` for users new in the period."""
+        """``[(local day, users first seen that day)]`` for users new in the period.
+
+        Every user's first message is looked at, so the answer is kept a little while for a
+        period the rollups hold whole (usage totals and the daily table both ask): while the
+        rollups do not change (their generation), for ``KEPT_S`` seconds at most, since the
+        organisations and channels it is joined with are botserver's own, read live.
+        """
         where = scope_where(scope, None, alias="m", period=False)
         coverage = self.coverage()
         params = self._params(scope, covered_until=coverage.covered_until if coverage else None)
-        return self.query(
-            f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(first_in) AS first"
-            f" FROM {self.sql.first_messages(coverage, bool(scope.channel))} m WHERE {where}"
-            f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day", params)
+        sql = (f"SELECT {local_day('first')} AS day, count(*) FROM (SELECT min(first_in) AS first"
+               f" FROM {self.sql.first_messages(coverage, bool(scope.channel))} m WHERE {where}"
+               f" GROUP BY user_id) f WHERE first >= %(start)s GROUP BY day")
+        if coverage is None or scope.period.end > coverage.covered_until:
+            return self.query(sql, params)
+        with self._lock:
+            now = time.monotonic()
+            for key in [k for k, v in self._kept.items() if v.rows is not None and now - v.at > KEPT_S]:
+                del self._kept[key]
+            kept = self._kept.setdefault((scope, coverage.generation), Kept())
+        with kept.lock:
+            if kept.rows is None or time.monotonic() - kept.at > KEPT_S:
+                kept.rows, kept.at = self.query(sql, params), time.monotonic()
+            return kept.rows
 
     def daily_usage(self, scope: Scope) -> List[dict]:
         """Per local day: conversations, messages in/out, active users and new users."""
@@ -365,9 +431,9 @@ class BotserverAnalytics:
             return days.setdefault(d, {"conversations": 0, "messages_in": 0, "messages_out": 0,
                                        "active_users": 0, "new_users": 0})
 
+        started = self._started(scope, plan)
         for d, count in self.query(
-                f"SELECT {local_day('started_at')} AS day, count(*) FROM {self.views.conversations} c"
-                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day", p):
+                f"SELECT {local_day(started.time)} AS day, {started.count} FROM {started.relation} c GROUP BY day", p):
             day(d)["conversations"] = count
         for d, messages_in, messages_out, active in self.query(
                 f"SELECT {local_day('t')} AS day, {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
@@ -393,10 +459,11 @@ class BotserverAnalytics:
                 f" FROM {self._counts(scope, plan)} m WHERE {scope_where(scope, None, alias='m', period=False)}"
                 f" GROUP BY wd, hr", p):
             cell((wd, hr)).update(messages_in=messages_in, messages_out=messages_out)
-        t = local("started_at")
+        started = self._started(scope, plan)
+        t = local(started.time)
         for wd, hr, count in self.query(
-                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, count(*) FROM {self.views.conversations} c"
-                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY wd, hr", p):
+                f"SELECT {weekday.format(t=t)} AS wd, {hour.format(t=t)} AS hr, {started.count}"
+                f" FROM {started.relation} c GROUP BY wd, hr", p):
             cell((wd, hr))["conversations"] = count
         return [{"weekday": wd, "hour": hr, **values} for (wd, hr), values in sorted(cells.items())]
 
@@ -412,9 +479,8 @@ class BotserverAnalytics:
             return rows.setdefault(k, {"key": k, "conversations": 0, "messages_in": 0, "messages_out": 0,
                                        "active_users": 0, "tokens": 0, "cost_usd": 0.0})
 
-        for k, count in self.query(
-                f"SELECT {key}, count(*) FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}"
-                f" GROUP BY {key}", p):
+        started = self._started(scope, plan, need_channel=dimension == "channel")
+        for k, count in self.query(f"SELECT {key}, {started.count} FROM {started.relation} c GROUP BY {key}", p):
             row(k)["conversations"] = count
         for k, messages_in, messages_out, active in self.query(
                 f"SELECT {key}, {IN_OUT_USERS} FROM {self._facts(scope, plan, need_channel=dimension == 'channel')} m"
@@ -460,9 +526,10 @@ class BotserverAnalytics:
                                               "messages_out": 0, "active_users": 0, "errors": None,
                                               "tokens": 0, "cost_usd": 0.0})
 
+        started = self._started(scope, plan)
         for d, bot, count in self.query(
-                f"SELECT {local_day('started_at')} AS day, bot_id, count(*) FROM {self.views.conversations} c"
-                f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day, bot_id", p):
+                f"SELECT {local_day(started.time)} AS day, bot_id, {started.count} FROM {started.relation} c"
+                f" GROUP BY day, bot_id", p):
             row(d, bot)["conversations"] = count
         for d, bot, messages_in, messages_out, active in self.query(
                 f"SELECT {local_day('t')} AS day, bot_id, {IN_OUT_USERS} FROM {self._facts(scope, plan)} m"
@@ -589,25 +656,24 @@ class BotserverAnalytics:
         (id, bot_id, channel, ``user_label`` of the user, started_at, ended_at, duration in seconds,
         message_count, messages_in, messages_out, errors, avg_latency_ms, status, satisfaction).
 
-        A row per conversation: PostgreSQL spells the ids as text and the rows are fetched in
-        batches on a thread of their own while Python shapes the batch before.
+        A row per conversation: PostgreSQL spells the ids as text and the rows stream by COPY,
+        read on a thread of their own while Python shapes the batch before.
         """
         counted, p = self._counted(scope)
         sql = (f"SELECT c.id::text, c.bot_id::text, c.channel, c.user_id::text, c.started_at, c.ended_at,"
-               f" {DURATION}, c.message_count, c.messages_in, c.messages_out, c.avg_latency, c.status,"
-               f" c.satisfaction FROM {counted} c WHERE {scope_where(scope, 'started_at', alias='c')}"
-               f" ORDER BY c.started_at, c.id")
-        utc = dt.timezone.utc
-        labels: Dict[Optional[str], str] = {}
-        for rows in read_ahead(self.batches(sql, p)):
-            for id_, bot, channel, user, started, ended, duration, count, m_in, m_out, latency, status, rating in rows:
-                label = labels.get(user)
-                if label is None:
-                    label = labels[user] = user_label(user)
-                yield [id_, bot, channel, label, started.astimezone(utc),
-                       None if ended is None else ended.astimezone(utc),
-                       None if duration is None else duration / 1000, count, m_in, m_out, None,
-                       None if latency is None else round(latency, 3), status, rating]
+               f" ({DURATION} / 1000.0)::float8, c.message_count, c.messages_in, c.messages_out, NULL::int,"
+               f" c.avg_latency, c.status, c.satisfaction FROM {counted} c"
+               f" WHERE {scope_where(scope, 'started_at', alias='c')} ORDER BY c.started_at, c.id")
+        types = ("text", "text", "text", "text", "timestamptz", "timestamptz", "float8", "int8", "int8", "int8",
+                 "int4", "float8", "text", "int4")
+        labels = _Labels(user_label)
+        # One unpacking and one list display per row; instants come as aware UTC datetimes
+        # already (the connection's TimeZone is UTC).
+        for rows in self.copy_batches(sql, p, types):
+            for (id_, bot, channel, user, started, ended, duration, count, m_in, m_out, errors, latency, status,
+                 rating) in rows:
+                yield [id_, bot, channel, labels[user], started, ended, duration, count, m_in, m_out, errors,
+                       latency if latency is None else round(latency, 3), status, rating]
 
     # -- performance ----------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import attrs
 
 from ...core.errors import ValidationError
+from .botserver_views import ENDED_AT, STATUS
 
 log = logging.getLogger("botreports.botserver.rollups")
 
@@ -36,7 +37,7 @@ DEFAULT_REBUILD_AFTER = dt.timedelta(hours=24)
 #: A message is rolled up only once this old: the transaction writing it has surely committed.
 SETTLE = dt.timedelta(minutes=1)
 #: The layout of the tables below; a schema holding another one is rebuilt.
-VERSION = 1
+VERSION = 3
 #: Options of a ``postgresql://`` URL that configure the rollups.
 URL_OPTIONS = ("rollups", "rollup_schema", "rollup_lateness", "rollup_rebuild")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -122,16 +123,25 @@ def _tables(s: str, suffix: str = "") -> Dict[str, str]:
             f" automation boolean NOT NULL, messages_in int NOT NULL, messages_out int NOT NULL,"
             f" latency_n int NOT NULL, latency_sum bigint NOT NULL, latency_max int, busiest_minute int NOT NULL,"
             f" CONSTRAINT bot_buckets{suffix}_pkey PRIMARY KEY (bucket, bot_id, automation))"),
+        # Sessions per bucket of their start and bot: conversation counts (no channel: botserver
+        # rewrites it). Small, so every refresh counts it again whole (deleted sessions drop out).
+        "session_buckets": (
+            f"CREATE TABLE {s}.session_buckets{suffix} (bucket timestamptz NOT NULL, bot_id uuid NOT NULL,"
+            f" automation boolean NOT NULL, sessions int NOT NULL,"
+            f" CONSTRAINT session_buckets{suffix}_pkey PRIMARY KEY (bucket, bot_id, automation))"),
         # Messages per minute and bot: peak minutes.
         "message_minutes": (
             f"CREATE TABLE {s}.message_minutes{suffix} (minute timestamptz NOT NULL, bot_id uuid NOT NULL,"
             f" automation boolean NOT NULL, messages int NOT NULL,"
             f" CONSTRAINT message_minutes{suffix}_pkey PRIMARY KEY (minute, bot_id, automation))"),
         # Per session, all time: messages per conversation, and the highest message_index seen
-        # (botserver numbers a session's rows from 0 again after clearing its history).
+        # (botserver numbers a session's rows from 0 again after clearing its history); and the
+        # end worked out from its context_data's resolved_at text, with that text (a cache:
+        # readers use it only while the text is still the same).
         "session_totals": (
             f"CREATE TABLE {s}.session_totals{suffix} (session_id uuid NOT NULL, messages_in int NOT NULL,"
             f" messages_out int NOT NULL, latency_n int NOT NULL, latency_sum bigint NOT NULL, max_index int,"
+            f" resolved_at text, ended_at timestamptz,"
             f" CONSTRAINT session_totals{suffix}_pkey PRIMARY KEY (session_id))"),
         # Per session and user who wrote in it: the first incoming message (new users).
         "session_users": (
@@ -142,14 +152,19 @@ def _tables(s: str, suffix: str = "") -> Dict[str, str]:
 
 
 def _indexes(s: str, suffix: str = "") -> List[str]:
-    return [f"CREATE INDEX message_buckets{suffix}_session ON {s}.message_buckets{suffix} (session_id)"]
+    """Indexes of the tables (named with ``suffix`` while they are built): a session's buckets (a
+    refresh redoes those of a cleared session), first messages in time order (a period without any)."""
+    return [f"CREATE INDEX message_buckets{suffix}_session ON {s}.message_buckets{suffix} (session_id)",
+            f"CREATE INDEX session_users{suffix}_first ON {s}.session_users{suffix} (first_in)"]
 
 
 def _state_table(s: str) -> str:
-    return (f"CREATE TABLE IF NOT EXISTS {s}.rollup_state (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL,"
+    """The rollups' one-row state: layout, watermark, times, how many messages hold a reply time or
+    tokens (``unrecorded``), and a generation that every write moves on (answers kept by readers)."""
+    return (f"CREATE TABLE {s}.rollup_state (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL,"
             f" covered_until timestamptz NOT NULL, rebuilt_at timestamptz NOT NULL, refreshed_at timestamptz NOT NULL,"
             f" replies_with_latency bigint NOT NULL, messages_with_tokens bigint NOT NULL,"
-            f" last_seconds float8 NOT NULL)")
+            f" last_seconds float8 NOT NULL, generation bigint NOT NULL)")
 
 
 # -- aggregation from botserver's rows ------------------------------------------------
@@ -177,6 +192,18 @@ MINUTES = (
     " count(*)::int AS messages FROM {source} JOIN user_sessions s ON s.id = m.session_id"
     " WHERE m.role IN (1, 2) AND {where} GROUP BY 1, 2, 3")
 RAW = "message_history m"
+
+
+def ends(s: str, suffix: str = "") -> str:
+    """The cached ends of ``session_totals`` brought in line with the sessions' context_data."""
+    return (f"UPDATE {s}.session_totals{suffix} t SET resolved_at = s.context_data->>'resolved_at',"
+            f" ended_at = {ENDED_AT} FROM user_sessions s WHERE s.id = t.session_id"
+            f" AND t.resolved_at IS DISTINCT FROM s.context_data->>'resolved_at'")
+
+
+
+SESSIONS = ("SELECT date_bin('15 minutes', s.created_at, timestamptz '1970-01-01 00:00:00+00'), s.bot_id,"
+            " s.user_id = s.bot_id, count(*) FROM user_sessions s WHERE s.created_at < %(until)s GROUP BY 1, 2, 3")
 #: The rows of a set of whole buckets (temp ``rollup_dirty``).
 DIRTY = ("rollup_dirty d JOIN message_history m ON m.created_at >= d.bucket"
          " AND m.created_at < d.bucket + interval '15 minutes'")
@@ -343,6 +370,14 @@ class RollupWriter:
         # included): a role that owns its schema and may create nothing else must not run it.
         if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.settings.schema]).fetchone():
             conn.execute(f"CREATE SCHEMA {s}")
+        generation = 0
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{s}.rollup_state"]).fetchone()[0]:
+            try:
+                with conn.transaction():
+                    generation = conn.execute(f"SELECT max(generation) FROM {s}.rollup_state").fetchone()[0] or 0
+            except Exception:  # a state table of an earlier layout: it goes with the rest
+                generation = 0
+            conn.execute(f"DROP TABLE {s}.rollup_state")
         conn.execute(_state_table(s))
         now, until = self._until(conn)
         for name, ddl in _tables(s, "_next").items():
@@ -359,6 +394,8 @@ class RollupWriter:
                      + MINUTES.format(source=RAW, where="m.created_at < %(until)s"), params)
         conn.execute(f"INSERT INTO {s}.bot_buckets_next "
                      + BOT_BUCKETS_OF.format(s=s, suffix="_next", buckets="TRUE", minutes=""))
+        conn.execute(f"INSERT INTO {s}.session_buckets_next {SESSIONS}", params)
+        conn.execute(ends(s, "_next"))
         for statement in _indexes(s, "_next"):
             conn.execute(statement)
         latency, tokens = conn.execute(
@@ -370,15 +407,13 @@ class RollupWriter:
             conn.execute(f"ALTER TABLE {s}.{name}_next RENAME TO {name}")
             conn.execute(f"ALTER INDEX {s}.{name}_next_pkey RENAME TO {name}_pkey")
         conn.execute(f"ALTER INDEX {s}.message_buckets_next_session RENAME TO message_buckets_session")
+        conn.execute(f"ALTER INDEX {s}.session_users_next_first RENAME TO session_users_first")
         seconds = time.perf_counter() - started
         conn.execute(
             f"INSERT INTO {s}.rollup_state (id, version, covered_until, rebuilt_at, refreshed_at,"
-            f" replies_with_latency, messages_with_tokens, last_seconds) VALUES (1, %s, %s, %s, %s, %s, %s, %s)"
-            f" ON CONFLICT (id) DO UPDATE SET version = excluded.version, covered_until = excluded.covered_until,"
-            f" rebuilt_at = excluded.rebuilt_at, refreshed_at = excluded.refreshed_at,"
-            f" replies_with_latency = excluded.replies_with_latency,"
-            f" messages_with_tokens = excluded.messages_with_tokens, last_seconds = excluded.last_seconds",
-            [VERSION, until, now, now, latency, tokens, seconds])
+            f" replies_with_latency, messages_with_tokens, last_seconds, generation)"
+            f" VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [VERSION, until, now, now, latency, tokens, seconds, generation + 1])
         conn.commit()
         for name in _tables(s):
             conn.execute(f"ANALYZE {s}.{name}")
@@ -475,11 +510,14 @@ class RollupWriter:
             conn.execute(f"DELETE FROM {s}.bot_buckets WHERE bucket IN (SELECT bucket FROM rollup_dirty)")
             conn.execute(f"INSERT INTO {s}.bot_buckets " + BOT_BUCKETS_OF.format(
                 s=s, suffix="", buckets="bucket IN (SELECT bucket FROM rollup_dirty)", minutes=DIRTY_MINUTES))
+        conn.execute(f"DELETE FROM {s}.session_buckets")
+        conn.execute(f"INSERT INTO {s}.session_buckets {SESSIONS}", params)
+        conn.execute(ends(s))
         seconds = time.perf_counter() - started
         conn.execute(
             f"UPDATE {s}.rollup_state SET covered_until = %s, refreshed_at = %s,"
             f" replies_with_latency = replies_with_latency + %s, messages_with_tokens = messages_with_tokens + %s,"
-            f" last_seconds = %s", [until, now, latency, tokens, seconds])
+            f" last_seconds = %s, generation = generation + 1", [until, now, latency, tokens, seconds])
         conn.commit()
         result = RefreshResult("refreshed", until, time.perf_counter() - started, rows)
         if shrunk:
@@ -494,8 +532,8 @@ class RollupWriter:
 MIN_COVERED = dt.timedelta(hours=1)
 #: How long a source keeps its answer to "may I read the rollups?" (privileges, tables).
 ACCESS_TTL_S = 60.0
-TABLE_NAMES = ("rollup_state", "message_buckets", "bot_buckets", "message_minutes", "session_totals",
-               "session_users")
+TABLE_NAMES = ("rollup_state", "message_buckets", "bot_buckets", "session_buckets", "message_minutes",
+               "session_totals", "session_users")
 
 
 @attrs.frozen
@@ -505,6 +543,7 @@ class Coverage:
     covered_until: dt.datetime
     replies_with_latency: int
     messages_with_tokens: int
+    generation: int = 0
 
 
 @attrs.frozen
@@ -621,6 +660,20 @@ class RollupSQL:
         return (f"(SELECT f.minute, f.bot_id, b.org_id, f.messages FROM ({' UNION ALL '.join(parts)})"
                 f" f (minute, bot_id, automation, messages) JOIN bots b ON b.id = f.bot_id{skip})")
 
+    def sessions(self, plan: Plan) -> str:
+        """``(...)``: conversations started in the period, ``t, bot_id, org_id, sessions``: a row per bot
+        and rolled-up bucket, or per session of botserver's elsewhere (no channel: it is live)."""
+        parts = []
+        if plan.covered:
+            parts.append(f"SELECT r.bucket AS t, r.bot_id, r.automation, r.sessions FROM {self.s}.session_buckets r"
+                         f" WHERE r.bucket >= %(r_lo)s AND r.bucket < %(r_hi)s")
+        for index, _ in enumerate(plan.raw):
+            parts.append("SELECT s.created_at, s.bot_id, s.user_id = s.bot_id, 1 FROM user_sessions s"
+                         f" WHERE s.created_at >= %(raw{index}_lo)s AND s.created_at < %(raw{index}_hi)s")
+        skip = "" if self.automation else " WHERE NOT f.automation"
+        return (f"(SELECT f.t, f.bot_id, b.org_id, f.sessions FROM ({' UNION ALL '.join(parts)})"
+                f" f (t, bot_id, automation, sessions) JOIN bots b ON b.id = f.bot_id{skip})")
+
     def minute_bounds(self) -> str:
         """``(...)``: per bot and covered bucket, its busiest minute (``bucket, bot_id, org_id,
         busiest``): their sum over a scope's bots bounds every minute of the bucket."""
@@ -658,11 +711,18 @@ class RollupSQL:
                 " FROM message_history WHERE role IN (1, 2) AND created_at >= %(covered_until)s GROUP BY session_id)")
         m_in = "coalesce(t.messages_in, 0) + coalesce(x.messages_in, 0)"
         m_out = "coalesce(t.messages_out, 0) + coalesce(x.messages_out, 0)"
-        return (f"(SELECT c.*, {m_in} + {m_out} AS message_count, {m_in} AS messages_in, {m_out} AS messages_out,"
+        # Views.conversations with its end read from the session totals while resolved_at is the
+        # text they worked it out from (the same function of the same text), else worked out here.
+        ended = (f"CASE WHEN s.context_data->>'resolved_at' IS NOT DISTINCT FROM t.resolved_at THEN t.ended_at"
+                 f" ELSE {ENDED_AT} END")
+        skip = "" if self.automation else " AND s.user_id <> s.bot_id"
+        return (f"(SELECT s.id, b.org_id, s.bot_id, s.user_id, {self.channel} AS channel, s.created_at AS started_at,"
+                f" {ended} AS ended_at, {STATUS} AS status, NULL::int AS satisfaction,"
+                f" {m_in} + {m_out} AS message_count, {m_in} AS messages_in, {m_out} AS messages_out,"
                 f" (coalesce(t.latency_sum, 0) + coalesce(x.latency_sum, 0))::float8"
                 f" / nullif(coalesce(t.latency_n, 0) + coalesce(x.latency_n, 0), 0) AS avg_latency"
-                f" FROM {conversations} c LEFT JOIN {self.s}.session_totals t ON t.session_id = c.id"
-                f" LEFT JOIN {tail} x ON x.session_id = c.id)")
+                f" FROM user_sessions s JOIN bots b ON b.id = s.bot_id{skip}"
+                f" LEFT JOIN {self.s}.session_totals t ON t.session_id = s.id LEFT JOIN {tail} x ON x.session_id = s.id)")
 
     def first_messages(self, coverage: Optional[Coverage], need_channel: bool) -> str:
         """``(...) m``: per session and user, the first incoming message before ``%(end)s``:
@@ -715,12 +775,13 @@ class RollupReader:
         """The rollups' coverage, or None when they are off, absent, unreadable or of another layout."""
         if not self.settings.enabled or not self._may_read(query):
             return None
-        rows = query(f"SELECT version, covered_until, replies_with_latency, messages_with_tokens"
-                     f" FROM {self.settings.quoted}.rollup_state")
-        if not rows or rows[0][0] != VERSION:
+        rows = query(f"SELECT * FROM {self.settings.quoted}.rollup_state")
+        if not rows or rows[0][1] != VERSION:  # another layout: not read until rebuilt
             return None
-        _, until, latency, tokens = rows[0]
-        return Coverage(until, latency, tokens)
+        state = dict(zip(("id", "version", "covered_until", "rebuilt_at", "refreshed_at", "replies_with_latency",
+                          "messages_with_tokens", "last_seconds", "generation"), rows[0]))
+        return Coverage(state["covered_until"], state["replies_with_latency"], state["messages_with_tokens"],
+                        state["generation"])
 
     def forget(self) -> None:
         self._access = None
