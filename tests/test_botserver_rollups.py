@@ -13,8 +13,8 @@ import pytest
 
 from botreports.core.models import Period, Scope
 from botreports.plugins.sources.botserver_pg import BotserverAnalytics
-from botreports.plugins.sources.botserver_rollups import (BUCKET, SETTLE, RollupSettings, RollupWriter,
-                                                          floor_bucket, plan_period)
+from botreports.plugins.sources.botserver_rollup_reads import Coverage, plan_period
+from botreports.plugins.sources.botserver_rollups import BUCKET, SETTLE, RollupSettings, RollupWriter, floor_bucket
 
 from botserver_support import BotserverDatabase, connect, with_options
 
@@ -144,8 +144,6 @@ def test_periods_off_the_quarter_hour_grid_read_their_edges_raw(db, sources):
 def test_a_zone_off_the_grid_is_read_raw():
     # Liberia kept -0:44:30 until 1972: quarter-hour buckets do not fold into its days.
     coverage_until = dt.datetime(2030, 1, 1, tzinfo=UTC)
-    from botreports.plugins.sources.botserver_rollups import Coverage
-
     start, end = dt.datetime(1971, 1, 1, 0, 44, 30, tzinfo=UTC), dt.datetime(1971, 2, 1, 0, 44, 30, tzinfo=UTC)
     plan = plan_period(start, end, "Africa/Monrovia", Coverage(coverage_until, 0, 0))
     assert plan.covered is None and plan.raw == ((start, end),)

@@ -30,8 +30,9 @@ from ...core.errors import ReportFailed
 from ...core.models import DataSourceFactory, Scope
 from .botserver_custom import compile_metric, order_groups
 from .sqlite_conversation_table import _Labels
+from .botserver_rollup_reads import Coverage, Plan, RollupReader, RollupSQL, plan_period
 from .botserver_rollups import URL_OPTIONS as ROLLUP_OPTIONS
-from .botserver_rollups import Coverage, Plan, RollupReader, RollupSettings, RollupSQL, RollupWriter, plan_period
+from .botserver_rollups import RollupSettings, RollupWriter
 from .botserver_views import (CHANNEL, READABLE_END, Views, local, local_day, local_hour_start,
                               scope_params, scope_where)
 
@@ -300,8 +301,8 @@ class BotserverAnalytics:
         if need_channel or scope.channel:
             return Started(f"(SELECT * FROM {self.views.conversations} c"
                            f" WHERE {scope_where(scope, 'started_at', alias='c')})", "started_at", "count(*)")
-        return Started(f"(SELECT * FROM {self.sql.sessions(plan)} c WHERE {scope_where(scope, None, alias='c', period=False)})",
-                       "t", "coalesce(sum(sessions), 0)")
+        where = scope_where(scope, None, alias="c", period=False)
+        return Started(f"(SELECT * FROM {self.sql.sessions(plan)} c WHERE {where})", "t", "coalesce(sum(sessions), 0)")
 
     def _counts(self, scope: Scope, plan: Plan, need_channel: bool = False) -> str:
         """Message counts of the scope's period, per bot where no channel is asked for."""
