@@ -7,6 +7,7 @@ Tests that need PostgreSQL skip when it cannot be reached or botserver's
 migrations are absent, except with ``CI=true``, where they fail instead.
 """
 import datetime as dt
+import math
 import os
 
 import pytest
@@ -104,3 +105,39 @@ def botserver_db(tmp_path_factory):
         yield database
     finally:
         database.drop()
+
+
+def empty(value):
+    """Nothing in it: what the SQLite source answers where botserver has no column."""
+    if isinstance(value, dict):
+        return all(empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(empty(v) for v in value)
+    return value in (None, 0, 0.0)
+
+
+def differences(pg, lite, where="", found=None, *, rel_tol=1e-9, none_for_empty=False):
+    """Where ``pg`` (from PostgreSQL) is not ``lite`` (from SQLite): numbers exactly, floats to
+    ``rel_tol``. With ``none_for_empty`` a None from PostgreSQL matches an empty SQLite answer
+    (where botserver has no column the source answers None, the SQLite file holds nothing)."""
+    found = [] if found is None else found
+    if none_for_empty and pg is None and lite is not None:
+        if not empty(lite):
+            found.append((where, pg, lite))
+    elif (isinstance(pg, float) or isinstance(lite, float)) and not isinstance(pg, bool) \
+            and not isinstance(lite, bool):
+        if lite is None or pg is None or not math.isclose(pg, lite, rel_tol=rel_tol, abs_tol=1e-9):
+            found.append((where, pg, lite))
+    elif isinstance(pg, dict) and isinstance(lite, dict):
+        if pg.keys() != lite.keys():
+            found.append((where, sorted(pg.keys() ^ lite.keys())))
+        for key in sorted(pg.keys() & lite.keys(), key=str):
+            differences(pg[key], lite[key], f"{where}.{key}", found, rel_tol=rel_tol, none_for_empty=none_for_empty)
+    elif isinstance(pg, list) and isinstance(lite, list):
+        if len(pg) != len(lite):
+            found.append((where, f"{len(pg)} items, not {len(lite)}"))
+        for index, (x, y) in enumerate(zip(pg, lite)):
+            differences(x, y, f"{where}[{index}]", found, rel_tol=rel_tol, none_for_empty=none_for_empty)
+    elif pg != lite:
+        found.append((where, pg, lite))
+    return found

@@ -6,7 +6,6 @@ independently from the same rows; their numbers equal plain SQL over
 botserver's own tables."""
 import datetime as dt
 import json
-import math
 import os
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from botreports import Principal, Reports
 from botreports.core.service import SYSTEM
 from botreports.plugins.sources.botserver_fixture import NIL_UUID
 
-from botserver_support import botserver_db, with_options  # noqa: F401 (fixture)
+from botserver_support import botserver_db, differences, with_options  # noqa: F401 (fixture)
 
 BIN = Path(sys.executable).with_name("botreports")
 #: Two weeks holding New York's spring-forward night (9 March 2025).
@@ -29,27 +28,6 @@ DAYS = {"start_date": "2025-03-06", "end_date": "2025-03-19"}
 ZONES = ("UTC", "America/New_York")
 #: Keys of a document that say when it was made, not what it holds.
 WHEN_MADE = {"generated_at", "report_id"}
-
-
-def differences(pg, lite, where="", found=None):
-    """Where the PostgreSQL document ``pg`` is not the SQLite one: anything but float rounding."""
-    found = [] if found is None else found
-    if isinstance(pg, float) and isinstance(lite, (int, float)) and not isinstance(lite, bool):
-        if not math.isclose(pg, lite, rel_tol=1e-9, abs_tol=1e-9):
-            found.append((where, pg, lite))
-    elif isinstance(pg, dict) and isinstance(lite, dict):
-        if pg.keys() != lite.keys():
-            found.append((where, sorted(pg.keys() ^ lite.keys())))
-        for key in sorted(pg.keys() & lite.keys()):
-            differences(pg[key], lite[key], f"{where}.{key}", found)
-    elif isinstance(pg, list) and isinstance(lite, list):
-        if len(pg) != len(lite):
-            found.append((where, f"{len(pg)} items, not {len(lite)}"))
-        for index, (x, y) in enumerate(zip(pg, lite)):
-            differences(x, y, f"{where}[{index}]", found)
-    elif pg != lite:
-        found.append((where, pg, lite))
-    return found
 
 
 def compare_documents(pg, lite):

@@ -17,7 +17,7 @@ from botreports.core.models import Period, Scope
 from botreports.plugins.sources.botserver_pg import BotserverAnalytics, split_url
 from botreports.plugins.sources.sqlite import SqliteAnalytics
 
-from botserver_support import botserver_db, with_options  # noqa: F401 (fixture)
+from botserver_support import botserver_db, differences, with_options  # noqa: F401 (fixture)
 
 UTC = dt.timezone.utc
 
@@ -70,40 +70,6 @@ def materialize(value):
     return list(value)
 
 
-def empty(value):
-    """Nothing in it: what the SQLite source answers where botserver has no column."""
-    if isinstance(value, dict):
-        return all(empty(v) for v in value.values())
-    if isinstance(value, list):
-        return all(empty(v) for v in value)
-    return value in (None, 0, 0.0)
-
-
-def differences(pg, lite, where="", found=None):
-    """Where ``pg`` is not ``lite``: numbers exactly, float sums to their last bits. Where botserver
-    has no column the source answers None, and the SQLite file then holds nothing there."""
-    found = [] if found is None else found
-    if pg is None and lite is not None:
-        if not empty(lite):
-            found.append((where, pg, lite))
-    elif isinstance(pg, float) or isinstance(lite, float):
-        if lite is None or pg is None or not math.isclose(pg, lite, rel_tol=1e-12, abs_tol=1e-9):
-            found.append((where, pg, lite))
-    elif isinstance(pg, dict) and isinstance(lite, dict):
-        if pg.keys() != lite.keys():
-            found.append((where, sorted(pg.keys() ^ lite.keys())))
-        for key in pg.keys() & lite.keys():
-            differences(pg[key], lite[key], f"{where}.{key}", found)
-    elif isinstance(pg, list) and isinstance(lite, list):
-        if len(pg) != len(lite):
-            found.append((where, f"{len(pg)} items, not {len(lite)}"))
-        for index, (x, y) in enumerate(zip(pg, lite)):
-            differences(x, y, f"{where}[{index}]", found)
-    elif pg != lite:
-        found.append((where, pg, lite))
-    return found
-
-
 @pytest.fixture(scope="module")
 def sources(botserver_db):
     pg = BotserverAnalytics(botserver_db.url)
@@ -128,7 +94,7 @@ def test_every_query_equals_the_sqlite_source_over_the_expected_file(botserver_d
         for name, args in calls(scope):
             got = materialize(getattr(pg, name)(scope, *args))
             want = materialize(getattr(lite, name)(scope, *args))
-            found = differences(got, want)
+            found = differences(got, want, rel_tol=1e-12, none_for_empty=True)
             if found:
                 failures[(number, name, args)] = found[:5]
     assert not failures
@@ -157,7 +123,7 @@ def test_custom_metrics_equal_the_sqlite_source(botserver_db, sources):
             metric, problems = parse_metric(options)
             assert not problems, (options, problems)
             got, want = pg.custom_metric(scope, metric), lite.custom_metric(scope, metric)
-            assert not differences(got, want), (options, scope)
+            assert not differences(got, want, rel_tol=1e-12, none_for_empty=True), (options, scope)
             assert want, options  # a metric with rows, not two empty answers
 
 
