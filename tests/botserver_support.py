@@ -98,13 +98,18 @@ class BotserverDatabase:
         drop_botserver_database(self.admin_url, self.url)
 
 
-@pytest.fixture(scope="session")
-def botserver_db(tmp_path_factory):
+def fresh_botserver_database(tmp_path_factory):
+    """A BotserverDatabase for the fixture that yields this, dropped afterwards (for tests that change it)."""
     database = BotserverDatabase(tmp_path_factory)
     try:
         yield database
     finally:
         database.drop()
+
+
+@pytest.fixture(scope="session")
+def botserver_db(tmp_path_factory):
+    yield from fresh_botserver_database(tmp_path_factory)
 
 
 def empty(value):

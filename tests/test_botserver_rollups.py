@@ -16,7 +16,7 @@ from botreports.plugins.sources.botserver_pg import BotserverAnalytics
 from botreports.plugins.sources.botserver_rollup_reads import Coverage, plan_period
 from botreports.plugins.sources.botserver_rollups import BUCKET, SETTLE, RollupSettings, RollupWriter, floor_bucket
 
-from botserver_support import BotserverDatabase, connect, with_options
+from botserver_support import connect, fresh_botserver_database, with_options
 
 UTC = dt.timezone.utc
 #: The demo data ends on 2 April 2025; the rollups' clock starts the day after.
@@ -25,11 +25,7 @@ T0 = dt.datetime(2025, 4, 3, 0, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    database = BotserverDatabase(tmp_path_factory)
-    try:
-        yield database
-    finally:
-        database.drop()
+    yield from fresh_botserver_database(tmp_path_factory)
 
 
 def period(first: str, last: str, tz: str) -> Period:
