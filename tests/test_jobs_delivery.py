@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from botreports.core import schedules, security
+from botreports.core.errors import ValidationError
 from botreports.core.service import download_resource
 from botreports.plugins.delivery.webhook import RefusedAddress, post_json, public_addresses
 
@@ -209,3 +210,49 @@ def test_webhook_refuses_private_loopback_and_link_local(host):
 def test_webhook_allows_public_addresses_and_private_when_configured():
     assert public_addresses("93.184.215.14", 443, allow_private=False) == ["93.184.215.14"]
     assert public_addresses("10.0.0.1", 80, allow_private=True) == ["10.0.0.1"]
+
+
+#: IPv6 forms that wrap a private IPv4 address (each reached a connect() before they were unwrapped).
+WRAPPED_PRIVATE = {
+    "NAT64 64:ff9b::/96 around 127.0.0.1": "64:ff9b::7f00:1",
+    "NAT64 around the metadata service": "64:ff9b::a9fe:a9fe",
+    "6to4 2002::/16 around 127.0.0.1": "2002:7f00:1::1",
+    "6to4 around 10.0.0.1": "2002:a00:1::",
+    "mapped ::ffff:0:0/96 around 127.0.0.1": "::ffff:7f00:1",
+    "IPv4-compatible ::/96 around 127.0.0.1": "::7f00:1",
+    "IPv4-compatible ::/96 around a public address": "::808:808",
+    "SIIT ::ffff:0:0:0/96 around 192.168.0.1": "::ffff:0:c0a8:1",
+    "NAT64 local use 64:ff9b:1::/48": "64:ff9b:1::808:808",
+    "Teredo 2001::/32": "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+}
+
+
+@pytest.mark.parametrize("address", list(WRAPPED_PRIVATE.values()), ids=list(WRAPPED_PRIVATE))
+def test_webhook_to_an_ipv6_form_wrapping_a_private_ipv4_is_refused_before_any_connection(address, monkeypatch):
+    import socket
+    connects = []
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: connects.append(a) or (_ for _ in ()).throw(
+        AssertionError("connected")))
+    with pytest.raises(RefusedAddress):
+        public_addresses(address, 80, allow_private=False)
+    with pytest.raises(RefusedAddress):
+        post_json(f"http://[{address}]:8080/hook", {}, allow_private=False)
+    # A name resolving to the wrapped form is refused the same way.
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **kw: [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0))])
+    with pytest.raises(RefusedAddress):
+        post_json("https://hooks.example.com/hook", {}, allow_private=False)
+    assert connects == []
+
+
+@pytest.mark.parametrize("address", list(WRAPPED_PRIVATE.values()), ids=list(WRAPPED_PRIVATE))
+def test_schedule_with_a_webhook_to_a_wrapped_private_address_is_a_400(reports, principal_factory, address):
+    reports.settings.webhook_allow_private = False
+    with pytest.raises(ValidationError) as caught:
+        reports.create_schedule(principal_factory("admin"), {**BODY, "webhooks": [f"http://[{address}]/h"]})
+    assert [d["field"] for d in caught.value.details] == ["webhooks[0]"]
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1111"])
+def test_webhook_to_an_ipv6_form_of_a_public_address_is_allowed(address):
+    assert public_addresses(address, 443, allow_private=False) == [address]

@@ -22,13 +22,40 @@ def targets_of(schedule) -> List[Tuple[str, str]]:
             + [("webhook", url) for url in schedule.webhooks or []])
 
 
+#: IPv6 prefixes whose last 32 bits are an IPv4 address a packet to them ends up at: the NAT64
+#: well-known prefix (RFC 6052) and SIIT's IPv4-translated addresses (RFC 2765). A webhook to
+#: 64:ff9b::7f00:1 reaches 127.0.0.1 through a NAT64 gateway, so it is judged as 127.0.0.1.
+EMBEDDED_IPV4_LAST_32 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
+#: IPv6 prefixes refused whole: IPv4-compatible addresses (``::a.b.c.d``, deprecated by RFC 4291,
+#: which some stacks still route to the IPv4 address), the NAT64 local-use prefix (RFC 8215),
+#: which translates to whatever the local network chooses, and Teredo (RFC 4380), a tunnel to
+#: an IPv4 client that no webhook receiver needs.
+REFUSED_IPV6 = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"),
+                ipaddress.IPv6Network("2001::/32"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> Optional[ipaddress.IPv4Address]:
+    """The IPv4 address an IPv6 address wraps (mapped, NAT64, SIIT, 6to4), else None."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if any(ip in network for network in EMBEDDED_IPV4_LAST_32):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:  # 2002:AABB:CCDD::/48 routes to the 6to4 relay at AA.BB.CC.DD
+        return ip.sixtofour
+    return None
+
+
 def is_public_address(address: str) -> bool:
     """Whether a webhook may reach the IP address ``address`` when private webhooks are not
-    allowed: global unicast only (an IPv4 address mapped into IPv6 counts as itself).
-    ``ValueError`` if ``address`` is not an IP address."""
+    allowed: global unicast only. An IPv6 address that wraps an IPv4 address counts as that
+    IPv4 address; the IPv6 forms in ``REFUSED_IPV6`` are refused whole. ``ValueError`` if ``address`` is not an IP address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        if any(ip in network for network in REFUSED_IPV6):
+            return False
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return inner.is_global and not inner.is_multicast
     return ip.is_global and not ip.is_multicast
 
 
