@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 import attrs
 
-from .convert import unicode_problem
+from .convert import unicode_problem, unsafe_character_problem
 
 
 @attrs.frozen
@@ -99,6 +99,10 @@ def validate_value(spec: ColumnSpec, value: Any) -> Any:
             raise ValueError("must be a string")
         problem = unicode_problem(value)
         if problem:  # SQLite stores UTF-8: a lone surrogate would fail the whole batch later
+            raise ValueError(problem)
+        # Ids, names and channels are printed in reports, file names and logs as they are.
+        problem = unsafe_character_problem(value)
+        if problem:
             raise ValueError(problem)
         if spec.choices and value not in spec.choices:
             raise ValueError(f"must be one of {', '.join(spec.choices)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import typing
 from typing import Any, Iterator, Optional, Tuple
 
@@ -142,6 +143,22 @@ def unicode_problem(text: str) -> Optional[str]:
     except UnicodeEncodeError as exc:
         return f"must be valid Unicode text (a lone surrogate at character {exc.start})"
     return None
+
+
+#: C0 and C1 controls (tab, CR and LF included) and the bidirectional embeddings, overrides and
+#: isolates: in a name or an id they break file names, mail subjects and log lines, or make the
+#: text display as something other than what it is.
+UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def unsafe_character_problem(text: str) -> Optional[str]:
+    """Why ``text`` may not be a name or an id that reports print (a control or bidirectional
+    override character, with its position and code point), else None."""
+    found = UNSAFE_CHARACTERS.search(text)
+    if found is None:
+        return None
+    return (f"must not contain control or bidirectional-override characters"
+            f" (U+{ord(found.group()):04X} at character {found.start()})")
 
 
 def text_problems(data: Any, field: str = "body") -> Iterator[Tuple[str, str]]:

@@ -17,10 +17,8 @@ MAX_TITLE = 200
 MAX_BOT_IDS = 100
 #: The period of a request that gives neither dates nor a period (the built-in templates' default).
 DEFAULT_PERIOD = "last_30_days"
-#: C0 and C1 controls (tab, CR and LF included) and the bidirectional embeddings, overrides and
-#: isolates: in a title they break file names, mail subjects and log lines, or make the title
-#: display as something other than what it is.
-UNSAFE_TITLE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: What a title, a bot id or a channel must not contain (``convert.UNSAFE_CHARACTERS``).
+UNSAFE_TITLE_CHARACTERS = convert.UNSAFE_CHARACTERS
 
 
 @attrs.define
@@ -152,6 +150,13 @@ def validate(data: Any, *, report_types, sections, exporters, settings,
         problems.append(("bot_id", f"must be a bot id or a list of at most {MAX_BOT_IDS} bot ids"))
         bot_ids = ()
 
+    for index, bot_id in enumerate(bot_ids):
+        issue = convert.unsafe_character_problem(bot_id)
+        if issue:
+            problems.append(("bot_id" if isinstance(request.bot_id, str) else f"bot_id[{index}]", issue))
+    channel_issue = convert.unsafe_character_problem(request.channel) if isinstance(request.channel, str) else None
+    if channel_issue:
+        problems.append(("channel", channel_issue))
     title_issue = title_problem(request.title) if request.title is not None else None
     if title_issue:
         problems.append(("title", title_issue))
