@@ -1,11 +1,13 @@
-"""The sandbox a user's layout renders in.
+"""The sandbox a user's layout and intro render in.
 
 A layout is untrusted Jinja2. It renders in an ``ImmutableSandboxedEnvironment``
 whose ``**`` and ``*`` are bounded, inside a child process with CPU time,
 memory, wall time and output size limits, so a hostile template fails its own
 report with a clear reason and never harms the service. Its output is then
-sanitized; the report's sections are inserted afterwards, as placeholders the
-layout positions but cannot alter.
+measured (nesting, element count) and sanitized; the report's sections are
+inserted afterwards, as placeholders the layout positions but cannot alter.
+A template's intro Markdown is rendered in the same kind of child: some short
+Markdown texts cost Python-Markdown minutes of CPU.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import subprocess
 import sys
 from typing import Mapping
 
+from ...core.errors import ReportFailed
+
 MAX_POWER = 1_000_000  # largest result magnitude of ** we compute
 MAX_REPEAT = 200_000  # longest string or list that * may build
 CPU_SECONDS = 2
@@ -24,8 +28,8 @@ WALL_SECONDS = 8
 MAX_OUTPUT = 2 * 1024 * 1024
 
 
-class LayoutError(Exception):
-    """A layout that is invalid or broke a limit; the message is safe to show."""
+class LayoutError(ReportFailed):
+    """A layout or intro that is invalid or broke a limit; the message is safe to show."""
 
 
 def environment():
@@ -77,24 +81,33 @@ def _limit_child():
 
 def render_layout(source: str, context: Mapping) -> str:
     """Render ``source`` with JSON-able ``context`` in a limited child process; returns HTML."""
-    request = json.dumps({"source": source, "context": context}, default=str)
+    return _in_child({"kind": "layout", "source": source, "context": context}, "the template layout")
+
+
+def render_intro(markdown: str) -> str:
+    """A template's intro Markdown as sanitized HTML, rendered in a limited child process."""
+    return _in_child({"kind": "markdown", "text": markdown}, "the template intro_markdown")
+
+
+def _in_child(request: dict, what: str) -> str:
+    payload = json.dumps(request, default=str)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "botreports.plugins.templates.sandbox_child"],
-            input=request.encode(), capture_output=True, timeout=WALL_SECONDS, preexec_fn=_limit_child,
+            input=payload.encode(), capture_output=True, timeout=WALL_SECONDS, preexec_fn=_limit_child,
             # No secrets of ours in the child's environment: only what Python needs to import us.
             env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
     except subprocess.TimeoutExpired:
-        raise LayoutError(f"the template layout took longer than {WALL_SECONDS} s") from None
+        raise LayoutError(f"{what} took longer than {WALL_SECONDS} s") from None
     if done.returncode != 0:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
         last = reason[-1] if reason else ""
         if done.returncode < 0 or "MemoryError" in last or not last.startswith("layout error:"):
-            raise LayoutError("the template layout exceeded its CPU time or memory limit"
+            raise LayoutError(f"{what} exceeded its CPU time or memory limit"
                               if done.returncode < 0 or "MemoryError" in last
-                              else "the template layout failed to render")
-        raise LayoutError(last.removeprefix("layout error: "))
+                              else f"{what} failed to render")
+        raise LayoutError(f"{what}: {last.removeprefix('layout error: ')}")
     if len(done.stdout) > MAX_OUTPUT:
-        raise LayoutError(f"the template layout produced more than {MAX_OUTPUT // 1024:,} KB")
+        raise LayoutError(f"{what} produced more than {MAX_OUTPUT // 1024:,} KB")
     return done.stdout.decode("utf-8")
