@@ -3,7 +3,8 @@ A4 or Letter, running header, "Page X of Y", a table of contents for
 multi-section reports, repeated table headers, vector charts, extractable text.
 
 WeasyPrint fetches only our own template files and ``data:`` URLs: every other
-URL (http, https, ftp, other files) is refused by a locked-down URL fetcher.
+URL (http, https, ftp, other files) is refused by a locked-down URL fetcher. It
+runs in a child process with time and memory limits (``pdf_renderer``).
 """
 from __future__ import annotations
 
@@ -95,26 +96,34 @@ def locked_down_fetcher():
 
 
 def render_pdf(document, options) -> bytes:
-    """The document as PDF bytes."""
-    from weasyprint import HTML
-
-    from .document_html import TEMPLATES_DIR, render_html
+    """The document as PDF bytes, laid out in a child process under time and memory limits."""
+    from .document_html import render_html
+    from .pdf_renderer import render_pdf_in_child
 
     opts = with_defaults(OPTIONS, options)
     html = render_html(document, max_rows=opts["max_table_rows"], media="print", page_size=opts["page_size"])
+    return render_pdf_in_child(html, opts["max_pages"])
+
+
+def weasyprint_pdf(html: str, max_pages: int) -> bytes:
+    """``html`` laid out by WeasyPrint in this process (the renderer's child calls this)."""
+    from weasyprint import HTML
+
+    from .document_html import TEMPLATES_DIR
+
     fetcher = locked_down_fetcher()
     # WeasyPrint warns for each refused URL; those warnings are the fetcher doing its job.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     _limit_pages()
-    _page_limit.value = opts["max_pages"]
+    _page_limit.value = max_pages
     try:
         rendering = HTML(string=html, base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=fetcher).render()
     except PageLimitExceeded as exc:
         raise ReportFailed(str(exc)) from None
     finally:
         _page_limit.value = None
-    if len(rendering.pages) > opts["max_pages"]:
-        raise ReportFailed(f"the PDF would have {len(rendering.pages):,} pages; the limit is {opts['max_pages']:,}")
+    if len(rendering.pages) > max_pages:
+        raise ReportFailed(f"the PDF would have {len(rendering.pages):,} pages; the limit is {max_pages:,}")
     return rendering.write_pdf(uncompressed_pdf=False)
 
 
