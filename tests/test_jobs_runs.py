@@ -9,7 +9,7 @@ import pytest
 
 from botreports import Reports
 from botreports.adapters.queue import _json_serializer
-from botreports.core.errors import Conflict
+from botreports.core.errors import Conflict, Gone
 from botreports.core.jobs import backoff, is_transient
 from jobs_plugins import JobSections
 
@@ -159,7 +159,7 @@ def test_retention_sweep_deletes_files_in_batches_and_marks_reports_expired(jobs
     for report in made[:-1]:
         stored = jobs.store.get_report(report.id)
         assert (stored.state, stored.artifact_path) == ("expired", None) and not files[report.id].exists()
-        with pytest.raises(Conflict):
+        with pytest.raises(Gone):
             jobs.download(system_principal, report.id)
     assert jobs.store.get_report(keep.id).state == "completed" and files[keep.id].exists()
 

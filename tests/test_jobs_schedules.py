@@ -285,3 +285,91 @@ def test_chosen_schedule_name_stays_when_the_title_changes(reports, principal_fa
     assert reports.update_schedule(admin, schedule.id, {"name": "Renamed"}).name == "Renamed"
     # giving up the chosen name lets it follow the title again
     assert reports.update_schedule(admin, schedule.id, {"name": None}).name == "My weekly"
+
+
+class Crash(BaseException):
+    """The scheduler's process dying at this point (no ``except Exception`` catches it)."""
+
+
+def test_scheduler_dying_between_claim_and_report_leaves_the_fire_time_recorded_and_run_later(
+        reports, principal_factory, clock, monkeypatch):
+    # The fault: run_due moved next_run_at on, then died before recording the run: that fire
+    # time was lost without a trace. Now the claim and the run are one transaction.
+    schedule = reports.create_schedule(principal_factory("admin"), WEEKLY)
+    at = dt.datetime(2025, 3, 3, 13, 0, 20, tzinfo=UTC)
+    original = reports.generate
+    monkeypatch.setattr(reports, "generate", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        reports.run_due_schedules(at)
+    assert runs(reports, schedule.id) == [("2025-03-03T13:00:00.000000Z", "starting", None, "")]
+    assert reports.store.get_schedule(schedule.id).next_run_at == dt.datetime(2025, 3, 10, 12, tzinfo=UTC)
+    monkeypatch.setattr(reports, "generate", original)
+    # A scheduler running meanwhile leaves a run it may still be starting alone ...
+    assert reports.run_due_schedules(at + dt.timedelta(seconds=30)) == {"fired": 0, "skipped": 0, "denied": 0,
+                                                                        "failed": 0}
+    # ... and starts it once the claim is clearly abandoned, within the grace period.
+    monkeypatch.setattr(schedules, "ORPHAN_AFTER", dt.timedelta(0))
+    assert reports.run_due_schedules(at + dt.timedelta(minutes=3))["fired"] == 1
+    ((fire_time, state, report_id, _),) = runs(reports, schedule.id)
+    assert (fire_time, state) == ("2025-03-03T13:00:00.000000Z", "enqueued")
+    made = reports.store.get_report(report_id)
+    assert made.schedule_id == schedule.id and made.state == "completed"
+    assert made.parameters["start_date"].startswith("2025-02-24")  # the period of the original fire time
+    assert reports.run_due_schedules(at + dt.timedelta(minutes=4))["fired"] == 0  # once
+
+
+def test_scheduler_dying_after_making_the_report_links_it_instead_of_making_another(
+        reports, principal_factory, clock, monkeypatch):
+    schedule = reports.create_schedule(principal_factory("admin"), WEEKLY)
+    at = dt.datetime(2025, 3, 3, 13, 0, 20, tzinfo=UTC)
+    original = reports.store.update_run
+    monkeypatch.setattr(reports.store, "update_run", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        reports.run_due_schedules(at)
+    monkeypatch.setattr(reports.store, "update_run", original)
+    monkeypatch.setattr(schedules, "ORPHAN_AFTER", dt.timedelta(0))
+    assert reports.run_due_schedules(at + dt.timedelta(minutes=3))["fired"] == 1
+    ((_, state, report_id, _),) = runs(reports, schedule.id)
+    made = reports.store.db.execute("SELECT id FROM reports WHERE schedule_id = ?", [schedule.id]).fetchall()
+    assert state == "enqueued" and made == [(report_id,)]
+
+
+def test_orphaned_run_past_the_grace_period_is_recorded_as_skipped(reports, principal_factory, clock, monkeypatch):
+    schedule = reports.create_schedule(principal_factory("admin"), WEEKLY)
+    at = dt.datetime(2025, 3, 3, 13, 0, 20, tzinfo=UTC)
+    monkeypatch.setattr(reports, "generate", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        reports.run_due_schedules(at)
+    monkeypatch.undo()
+    monkeypatch.setattr(schedules, "ORPHAN_AFTER", dt.timedelta(0))
+    reports.run_due_schedules(at + dt.timedelta(minutes=reports.settings.schedule_grace + 1))
+    ((_, state, report_id, detail),) = runs(reports, schedule.id)
+    assert (state, report_id) == ("skipped", None) and "stopped before starting it" in detail
+
+
+def test_consumer_checks_periodic_tasks_at_the_start_of_each_minute(monkeypatch):
+    # The fault: Huey counted its minute from the consumer's start, so a consumer started at
+    # :42 ran the scheduler tick at :42 of each minute, up to a minute after a schedule's time.
+    import time as time_module
+
+    from huey import MemoryHuey
+
+    from botreports.adapters.queue import _consumer_class, seconds_to_next_minute
+
+    fake = {"wall": 1_767_225_642.5, "mono": 1000.0}  # 2026-01-01 00:00:42.5 UTC
+    monkeypatch.setattr(time_module, "time", lambda: fake["wall"])
+    monkeypatch.setattr(time_module, "monotonic", lambda: fake["mono"])
+    huey = MemoryHuey("minute-test", utc=True)
+    checks = []
+    monkeypatch.setattr(huey, "read_periodic", lambda now: checks.append(fake["wall"]) or [])
+    stop = threading.Event()
+    stop.set()  # the scheduler's sleeps return at once; the fake clock moves instead
+    scheduler = _consumer_class().scheduler_class(huey, stop, interval=1, periodic=True)
+    for _ in range(200):  # one-second loops from :42.5 for 200 s
+        scheduler.loop()
+        fake["wall"] += 1.0
+        fake["mono"] += 1.0
+    # At :00.5 of each minute (the first loop after :00), not at :42.5 as Huey's own count gave.
+    assert [at - 1_767_225_642.5 for at in checks] == [18.0, 78.0, 138.0, 198.0]
+    assert [at % 60 for at in checks] == [0.5] * 4
+    assert seconds_to_next_minute(1_767_225_642.5) == pytest.approx(17.51)

@@ -134,6 +134,50 @@ def test_worker_killed_mid_report_is_retried_and_never_serves_a_partial_file(dat
     rk.close()
 
 
+def test_status_shows_a_killed_workers_report_as_lost_at_once_and_its_retry_restarts_progress(data_dir):
+    # The fault: a worker SIGKILLed at 81 % left status saying "running 81 % rendering" for the
+    # minute of its lease and the reconciler's tick, and the retry went on showing 81 %.
+    env = {"BOTREPORTS_LEASE_SECONDS": "5"}  # renewed every 1.7 s: a busy machine keeps it
+    queue = make_queue(None, data_dir, workers=1)
+    rk = Reports(data_dir=data_dir, queue=queue, load_entrypoints=False, plugins=[JobSections()],
+                 lease_seconds=5)
+    body = {**SLOW, "sections": [{"type": "slow_steps", "steps": 1, "delay": 1.0} for _ in range(6)]}
+    report = rk.generate(SYSTEM, body)
+    victim = start_worker(data_dir, env=env)
+    try:
+        before = wait_for(lambda: (s := rk.status(SYSTEM, report.id))["progress"] >= 20 and s, timeout=60)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    killed = time.monotonic()
+    # Another worker, idle: the queue's only message was the victim's.
+    standby = subprocess.Popen([sys.executable, str(HERE / "jobs_plugins.py"), str(data_dir), "sqlite", "2"],
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    try:
+        seen = []
+        while time.monotonic() - killed < 60:
+            status = rk.status(SYSTEM, report.id)
+            seen.append((round(time.monotonic() - killed, 2), status["state"], status["progress"], status["stage"]))
+            if status["state"] in ("completed", "failed"):
+                break
+            time.sleep(0.05)
+    finally:
+        standby.terminate()
+        standby.wait(20)
+    assert seen[-1][1] == "completed", seen
+    # Once the lease lapsed (2/3 of it to all of it after the kill), the very next status said
+    # so, with no reconciler tick needed ...
+    lost = next(i for i, (_, state, _, stage) in enumerate(seen) if state != "running" or stage.startswith("worker"))
+    assert 5 * 2 / 3 - 0.5 < seen[lost][0] < 5 + 1.0, seen
+    assert seen[lost][1:] == ("pending", 0, "worker lost, will retry (attempt 2 of 3)"), seen
+    # ... and the retry counts its own progress from 0, growing only within that attempt.
+    retry = [progress for _, state, progress, _ in seen[lost:]]
+    assert retry == sorted(retry) and retry[0] == 0 and max(p for _, _, p, _ in seen[:lost]) >= before["progress"] > 0
+    assert seen[-1][0] < 30, seen  # recovered within seconds of the lease, not a minute or two after
+    assert rk.store.get_report(report.id).attempts == 2
+    rk.close()
+
+
 def redis_url():
     url = "redis://127.0.0.1:6379/15"
     try:

@@ -6,6 +6,7 @@ this module turns its answers and its errors into flat JSON.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import json
@@ -17,13 +18,17 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 from urllib.parse import parse_qsl, quote, urlencode
 
 from ..core.convert import parse_json
-from ..core.errors import (BotReportsError, InvalidCredentials, PayloadTooLarge, RateLimited, Unauthorized,
-                           ValidationError)
+from ..core.errors import (BotReportsError, InvalidCredentials, PayloadTooLarge, StorageUnavailable,
+                           Unauthorized, ValidationError)
 from ..core.models import RequestInfo
 from ..core.rate_limit import TokenBuckets
+from ..core.storage_faults import storage_fault
 from ..core.views import report_view, schedule_view, status_view, template_view
+from .log_escaping import EscapeControlCharacters
 
 log = logging.getLogger("botreports.http")
+# A path, a request id or a token's subject must not start a line of its own in the log.
+log.addFilter(EscapeControlCharacters())
 _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
 
@@ -77,6 +82,31 @@ def headers_of(environ: dict) -> Dict[str, str]:
     return headers
 
 
+#: The answer to an address that sent too many wrong credentials lately.
+TOO_MANY_FAILURES = "too many failed authentication attempts from this address; wait before trying again"
+
+
+def client_address(environ: dict) -> str:
+    """The address of the connection (the server's own notion, which a trusted proxy setting of
+    the server may rewrite), never a forwarding header the client wrote itself."""
+    return environ.get("REMOTE_ADDR") or "-"
+
+
+#: A ``Host`` header as RFC 9110 spells it: a name or an IPv4 address, or a bracketed IPv6 one, and a port.
+HOST_HEADER = re.compile(r"^(?:(?P<name>[a-z0-9](?:[a-z0-9.-]{0,252}))|\[(?P<ip6>[0-9a-f:.]{2,45})\])"
+                         r"(?::[0-9]{1,5})?$")
+
+
+def host_allowed(host: str, allowed: str) -> bool:
+    """Whether the ``Host`` header ``host`` (``name``, ``name:port``, ``[v6]:port``) is well formed
+    and names one of the comma-separated ``allowed`` hosts (``*``: any well-formed host)."""
+    found = HOST_HEADER.match(host.lower())
+    if found is None:
+        return False
+    names = {name.strip().lower().strip("[]") for name in allowed.split(",") if name.strip()}
+    return "*" in names or (found.group("name") or found.group("ip6")) in names
+
+
 def _media_type(value: str) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
@@ -92,6 +122,8 @@ class HttpApi:
         self.base = "/" + base_path.strip("/") if base_path.strip("/") else ""
         self.root = f"{self.base}/reports"
         self.limiter = TokenBuckets(reports.settings.rate_limit)
+        #: Failed credentials per client address (keys, tokens and link signatures alike).
+        self.failures = TokenBuckets(reports.settings.auth_failure_limit)
         self._openapi_cache: Tuple[Any, bytes] = (None, b"")
         self.app = bottle.Bottle()
         self.app.default_error_handler = self._router_error
@@ -116,6 +148,7 @@ class HttpApi:
             ("GET", f"{r}/templates/<template_id>", self.get_template, {}),
             ("GET", f"{r}/{report_id}/status", self.status, {}),
             ("GET", f"{r}/{report_id}/download", self.download, {"public": True}),
+            ("POST", f"{r}/{report_id}/verify", self.verify_report, {}),
             ("GET", f"{r}/{report_id}", self.get_report, {}),
             ("DELETE", f"{r}/{report_id}", self.delete_report, {}),
             ("POST", f"{self.base}/events", self.ingest, {}),
@@ -135,10 +168,16 @@ class HttpApi:
                 response = handler(principal, **kwargs)
             except BotReportsError as exc:
                 response = self.error_response(exc)
-            except Exception:  # never a traceback to a client; the log keeps it
-                log.exception("unhandled error on %s %s [%s]", request.method, request.path, request_id)
-                response = self.error_response(BotReportsError(
-                    f"Internal server error; quote request id {request_id} when reporting it"))
+            except Exception as exc:  # never a traceback to a client; the log keeps it
+                reason = storage_fault(exc)
+                if reason is not None:  # a full disk is the operator's to fix, not a bug: one line
+                    log.warning("storage fault on %s %s [%s]: %s", request.method, request.path, request_id, exc)
+                    response = self.error_response(StorageUnavailable(
+                        f"the service cannot use its storage right now ({reason}); try again later"))
+                else:
+                    log.exception("unhandled error on %s %s [%s]", request.method, request.path, request_id)
+                    response = self.error_response(BotReportsError(
+                        f"Internal server error; quote request id {request_id} when reporting it"))
             response.set_header("X-Request-Id", request_id)
             self._log(request, response.status_code, started, request.environ.get("botreports.principal", "-"),
                       request_id)
@@ -156,8 +195,17 @@ class HttpApi:
                            query=dict(self.query_pairs(request)), remote_addr=request.remote_addr or "")
 
     def principal(self, request):
-        """Who is asking (401 otherwise), after spending one token of their request budget."""
-        principal = self.reports.authenticate(self.request_info(request))
+        """Who is asking (401 otherwise), after spending one token of their request budget.
+
+        An address that sent too many wrong credentials lately is answered 429 before its
+        credentials are looked at; each wrong one spends its failure budget."""
+        client = client_address(request.environ)
+        self.failures.check(f"auth:{client}", TOO_MANY_FAILURES)
+        try:
+            principal = self.reports.authenticate(self.request_info(request))
+        except InvalidCredentials:
+            self.failures.spend(f"auth:{client}")
+            raise
         request.environ["botreports.principal"] = principal.id  # for the log line
         self.limiter.take(f"{principal.via}:{principal.id}")
         return principal
@@ -256,7 +304,7 @@ class HttpApi:
             if isinstance(exc, InvalidCredentials):
                 challenge += ', error="invalid_token"'
             headers["WWW-Authenticate"] = challenge
-        if isinstance(exc, RateLimited):
+        if getattr(exc, "retry_after", None) is not None:  # 429, and 503 while the store cannot write
             headers["Retry-After"] = str(int(max(1, exc.retry_after)))
         return self.json_response(exc.to_dict(), exc.status, headers)
 
@@ -284,16 +332,25 @@ class HttpApi:
         if not log.isEnabledFor(logging.INFO):
             return
         took = f"{(time.perf_counter() - started) * 1000:.1f}ms" if started is not None else "-"
-        # The query string may hold an API key or a link signature: log the path only.
-        log.info("%s %s %s %s %s by=%s id=%s", request.remote_addr or "-", request.method, request.path,
+        # The query string may hold an API key or a link signature: log the path only. The
+        # address is the connection's (X-Forwarded-For is the client's to write).
+        log.info("%s %s %s %s %s by=%s id=%s", client_address(request.environ), request.method, request.path,
                  status, took, who, request_id)
 
     def url(self, path: str, request) -> str:
-        """An absolute URL for ``path``: the configured public URL, else the request's own host."""
-        base = self.reports.settings.public_url
+        """An absolute URL for ``path``: the configured public URL, else the request's own host
+        when it is one of ``allowed_hosts`` (a 400 naming ``Host`` otherwise: a link built on
+        a host the client chose would send its recipients wherever the client wanted)."""
+        settings = self.reports.settings
+        base = settings.public_url
         if not base:
-            parts = request.urlparts
-            base = f"{parts.scheme}://{parts.netloc}"
+            environ = request.environ
+            host = environ.get("HTTP_HOST") or ""
+            if not host_allowed(host, settings.allowed_hosts):
+                raise ValidationError.from_problems([("Host", (
+                    f"{host or 'missing'} is not one of BOTREPORTS_ALLOWED_HOSTS; this server builds links only on "
+                    "its configured hosts (set BOTREPORTS_PUBLIC_URL)"))])
+            base = f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
         return base.rstrip("/") + path
 
     def paging_headers(self, request, total: int, limit: int, offset: int, params: Dict[str, str]) -> dict:
@@ -363,6 +420,11 @@ class HttpApi:
         self.reports.delete(principal, report_id)
         return self.empty_response()
 
+    def verify_report(self, principal, report_id):
+        """Compute the report again and say whether every number is the same (no body needed)."""
+        self.query(self.bottle.request, ())
+        return self.json_response(self.reports.verify(principal, report_id))
+
     def download(self, _principal, report_id):
         """The file itself, or ``?as=link`` a signed URL that downloads it without credentials."""
         request = self.bottle.request
@@ -373,9 +435,16 @@ class HttpApi:
         if "signature" in params or "expires" in params:
             if mode == "link":
                 raise ValidationError.from_problems([("as", "a signed link cannot make another link")])
-            # The signature names this report and is the only credential a link carries.
+            # The signature names this report and is the only credential a link carries. It is
+            # checked first (in memory): a wrong one spends its sender's failure budget, so that
+            # nobody can spend a report's budget and keep the link's recipients out.
+            expires, signature = params.get("expires"), params.get("signature", "")
+            if not self.reports.download_link_valid(report_id, expires, signature):
+                client = f"auth:{client_address(request.environ)}"
+                self.failures.check(client, TOO_MANY_FAILURES)
+                self.failures.spend(client)
             self.limiter.take(f"link:{report_id}")
-            file = self.reports.download_signed(report_id, params.get("expires"), params.get("signature", ""))
+            file = self.reports.download_signed(report_id, expires, signature)
             return self.file_response(request, file)
         principal = self.principal(request)
         if mode == "link":
@@ -394,6 +463,9 @@ class HttpApi:
             "X-Content-Type-Options": "nosniff",
             "Content-Disposition": content_disposition(file.filename, display_filename(file.title, file.filename)),
         }
+        if file.sha256:  # the file's SHA-256 as its metadata holds it: RFC 9530, and in hex
+            headers["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(file.sha256)).decode()}:"
+            headers["X-Checksum-SHA256"] = file.sha256
         if etag in [tag.strip() for tag in request.environ.get("HTTP_IF_NONE_MATCH", "").split(",")]:
             response = self.bottle.HTTPResponse(status=304)
         else:

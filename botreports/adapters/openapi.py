@@ -46,15 +46,18 @@ ERRORS = {
     "403": _error("The caller's role does not allow this (code `insufficient_permissions`)"),
     "404": _error("No such object, or it belongs to another organisation"),
     "409": _error("The report is not completed, or its file is gone"),
+    "410": _error("The report is past its `expires_at` (code `expired`); generate it again"),
     "413": _error("The request body is larger than the limit"),
     "429": _error("Too many requests for this key, or too many unfinished reports (code `rate_limited`)",
                   {"Retry-After": _header("Seconds to wait before retrying", DIGITS)}),
     "500": _error("Internal error; never a traceback"),
+    "503": _error("The service cannot write to its storage now (code `storage_unavailable`, e.g. a full disk)",
+                  {"Retry-After": _header("Seconds to wait before retrying", DIGITS)}),
 }
 
 
 def _errors(*codes: str) -> dict:
-    return {code: ERRORS[code] for code in ("400", "401", "403", "429", "500") + codes}
+    return {code: ERRORS[code] for code in ("400", "401", "403", "429", "500", "503") + codes}
 
 
 def _path_param(name: str, description: str) -> dict:
@@ -111,7 +114,20 @@ def schemas(reports) -> Dict[str, Any]:
         "created_at": NULLABLE_TIME,
         "started_at": NULLABLE_TIME,
         "completed_at": NULLABLE_TIME,
+        "sha256": {**NULLABLE_STRING, "description": "SHA-256 of the report's file (hex), once completed; the "
+                                                     "file cannot hold its own hash"},
     }
+    difference = {
+        "section": NULLABLE_STRING, "section_title": NULLABLE_STRING,
+        "block": {"type": "string", "description": "KPIs, a table's or chart's title, text, or section"},
+        "row": {"description": "The row (a day, a bot: the table's first cell) or the chart's category"},
+        "metric": {"description": "The KPI's name, the column's label or the chart series"},
+        "field": {**NULLABLE_STRING, "description": "Of a KPI: value, previous, change or unavailable"},
+        "old": {"description": "The value in the report as made (a raw table: its rows and digest)"},
+        "new": {"description": "The value computed now"},
+        "what": {"type": "string", "description": "The difference in words"},
+    }
+    then_now = {"type": "object", "properties": {"then": {}, "now": {}}}
     return {
         "Error": {
             "type": "object", "required": ["error", "message", "details"],
@@ -239,6 +255,26 @@ def schemas(reports) -> Dict[str, Any]:
                 "created_at": NULLABLE_TIME, "updated_at": NULLABLE_TIME,
             },
         },
+        "Verification": {
+            "type": "object",
+            "required": ["report_id", "verdict", "unchanged", "numbers_compared", "difference_count", "differences"],
+            "properties": {
+                "report_id": {"type": "string"},
+                "verdict": {"type": "string", "enum": ["unchanged", "changed"]},
+                "unchanged": {"type": "boolean", "description": "Every number of the report is still the same"},
+                "numbers_compared": {"type": "integer"},
+                "streamed_tables_compared": {"type": "integer",
+                                             "description": "Raw tables compared by the digest of their rows"},
+                "difference_count": {"type": "integer"},
+                "differences": {"type": "array", "items": {"type": "object", "properties": difference},
+                                "description": "The first 1,000 differences"},
+                "data_changed": {"type": ["boolean", "null"],
+                                 "description": "Whether the data source's watermark moved (null: no watermark)"},
+                "data_watermark": then_now, "metric_definitions_version": then_now, "code_version": then_now,
+                "computed_as_of": NULLABLE_STRING, "sha256": NULLABLE_STRING, "verified_at": {"type": "string"},
+                "notes": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "DownloadLink": {
             "type": "object", "required": ["url", "expires_at"],
             "properties": {"url": {"type": "string"}, "expires_at": {"type": "string"}},
@@ -333,10 +369,27 @@ def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
             ],
             "responses": {
                 "200": {"description": "The file (RFC 6266 Content-Disposition, ETag), or the link",
-                        "content": download_content},
+                        "content": download_content,
+                        "headers": {
+                            "Repr-Digest": {"description": "The file's SHA-256 (RFC 9530): sha-256=:base64:",
+                                            "required": False, "schema": {"type": "string"}},
+                            "X-Checksum-SHA256": {"description": "The file's SHA-256 in hex, as `sha256` of the "
+                                                                 "report's metadata", "required": False,
+                                                  "schema": {"type": "string"}}}},
                 "304": {"description": "Not modified (If-None-Match matched the ETag)"},
-                **_errors("404", "409"),
+                **_errors("404", "409", "410"),
             }}},
+        f"{r}/{{report_id}}/verify": {"post": {
+            "operationId": "verifyReport", "summary": "Compute the report again and compare every number",
+            "tags": ["reports"],
+            "description": "Whoever may read the report may verify it (report_viewer). The report is computed "
+                           "again from its parameters, as of the instant it was made, over the data as it is "
+                           "now, and compared with the document kept when it was made: `unchanged`, or every "
+                           "number that differs (section, block, row, metric, old and new value); a raw table "
+                           "is compared by the digest of its rows. No request body. Runs while the request "
+                           "waits (as long as generating the report).",
+            "parameters": [report_id],
+            "responses": {"200": _json(_ref("Verification"), "The comparison"), **_errors("404", "409")}}},
         f"{r}/schedule": {
             "get": {"operationId": "listSchedules", "summary": "List scheduled reports", "tags": ["schedules"],
                     "parameters": paging,

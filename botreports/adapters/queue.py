@@ -18,9 +18,12 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
+
+from ..core.storage_faults import storage_fault
 
 log = logging.getLogger("botreports.queue")
 
@@ -52,6 +55,73 @@ def refresh_rollups(reports) -> None:
         refresh()
     except Exception:  # the next tick tries again; reports meanwhile read what the rollups cover
         log.exception("rollup refresh failed")
+
+
+class StorageWait:
+    """Keeps a queue that cannot write to its storage (a full disk) quiet and patient.
+
+    Huey's worker logs a traceback and polls again within half a second each time
+    taking a message fails, which a full disk turned into five tracebacks a second.
+    Wrapped here, a failed read waits longer each time (1 s, doubling to 30 s) and
+    returns "nothing to do", and one warning a minute says why; the first read of
+    the same kind that works again says so, and polling resumes at its usual pace.
+    """
+
+    FIRST_WAIT, LONGEST_WAIT, LOG_EVERY = 1.0, 30.0, 60.0
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.failures = 0  # in all, for monitoring and tests
+        self._streaks: dict = {}  # failures in a row, per kind of read
+        self._lock = threading.Lock()
+        self._logged_at = None
+
+    def read(self, method, empty):
+        """``method`` (a read of the queue) that answers ``empty`` while the storage is full."""
+        kind = method.__name__
+
+        def guarded(*args, **kwargs):
+            try:
+                value = method(*args, **kwargs)
+            except Exception as exc:
+                reason = storage_fault(exc)
+                if reason is None:
+                    raise
+                self.stop.wait(self.failed(f"the queue cannot take its next message ({reason})", kind))
+                return empty
+            if self._streaks.get(kind):
+                with self._lock:
+                    streak, self._streaks[kind], self._logged_at = self._streaks.get(kind, 0), 0, None
+                if streak:
+                    log.warning("queue storage writable again after %d failed attempt(s)", streak)
+            return value
+        return guarded
+
+    def job(self, name, function):
+        """A periodic or report job that logs one line instead of a traceback when the store is full
+        (what it would have done is done by a later run: the next tick, the reconciler)."""
+        def guarded(*args):
+            try:
+                return function(*args)
+            except Exception as exc:
+                reason = storage_fault(exc)
+                if reason is None:
+                    raise
+                self.failed(f"{name} could not write ({reason})", name)
+        return guarded
+
+    def failed(self, what: str, kind: str) -> float:
+        """Count one failure, log at most once a minute; the seconds to wait before the next read."""
+        now_ = time.monotonic()
+        with self._lock:
+            self.failures += 1
+            streak = self._streaks[kind] = self._streaks.get(kind, 0) + 1
+            quiet = self._logged_at is not None and now_ - self._logged_at < self.LOG_EVERY
+            if not quiet:
+                self._logged_at = now_
+        if not quiet:
+            log.warning("%s; waiting for space, %d failure(s) so far", what, self.failures)
+        return min(self.FIRST_WAIT * 2 ** (streak - 1), self.LONGEST_WAIT)
 
 
 def _json_serializer():
@@ -96,11 +166,37 @@ def _json_serializer():
     return JSONSerializer()
 
 
+def seconds_to_next_minute(wall: Optional[float] = None) -> float:
+    """Seconds from ``wall`` (Unix time, default now) to the next whole minute, plus a hair so
+    the periodic check lands inside that minute, never at its last instant before."""
+    wall = time.time() if wall is None else wall
+    return 60.0 - wall % 60.0 + 0.01
+
+
 def _consumer_class():
-    from huey.consumer import Consumer
+    from huey.consumer import Consumer, Scheduler
+
+    class MinuteScheduler(Scheduler):
+        """Huey's scheduler with the periodic check at the start of each wall-clock minute.
+
+        Huey checks periodic tasks every 60 s counted from the consumer's start, so a
+        consumer started at :42 ran a schedule due at :00 only at :42, up to a minute
+        late. Here each check is set for the next :00 (the scheduler wakes every second,
+        so it runs within a second of it), from the wall clock each time, so it never drifts.
+        """
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._next_periodic = time.monotonic() + seconds_to_next_minute()
+
+        def enqueue_periodic_tasks(self, now):
+            self._next_periodic = time.monotonic() + seconds_to_next_minute()
+            super().enqueue_periodic_tasks(now)
 
     class EmbeddedConsumer(Consumer):
         """A consumer that leaves the host's signal handlers alone (it may run in any thread)."""
+
+        scheduler_class = MinuteScheduler
 
         def _set_signal_handlers(self):
             return None
@@ -116,6 +212,11 @@ class HueyQueue:
         self.workers = max(int(workers), 1)
         self.consumer = None
         self.reports = None
+        # Reads of the queue wait quietly while its storage is full; enqueue is left alone, so a
+        # request that cannot be queued fails (503) instead of being lost.
+        self.storage_wait = StorageWait()
+        huey.dequeue = self.storage_wait.read(huey.dequeue, None)
+        huey.read_schedule = self.storage_wait.read(huey.read_schedule, [])
 
     @property
     def name(self) -> str:
@@ -152,11 +253,13 @@ class HueyQueue:
         def rollups() -> None:
             refresh_rollups(reports)
 
-        self._run_report = self.huey.task(name="botreports.run_report")(run_report)
-        self._deliver = self.huey.task(name="botreports.deliver")(deliver)
-        self.huey.periodic_task(crontab(minute="*"), name="botreports.scheduler")(tick)
-        self.huey.periodic_task(crontab(minute="*"), name="botreports.reconciler")(reconcile)
-        self.huey.periodic_task(crontab(minute="17"), name="botreports.retention")(sweep)
+        quiet = self.storage_wait.job
+        self._run_report = self.huey.task(name="botreports.run_report")(quiet("a report", run_report))
+        self._deliver = self.huey.task(name="botreports.deliver")(quiet("a delivery", deliver))
+        self.huey.periodic_task(crontab(minute="*"), name="botreports.scheduler")(quiet("the scheduler", tick))
+        self.huey.periodic_task(crontab(minute="*"), name="botreports.reconciler")(
+            quiet("the reconciler", reconcile))
+        self.huey.periodic_task(crontab(minute="17"), name="botreports.retention")(quiet("the retention sweep", sweep))
         self.huey.periodic_task(crontab(minute=f"*/{rollup_minutes()}"), name="botreports.rollups")(rollups)
 
     def enqueue(self, report_id: str, delay: float = 0) -> None:
@@ -197,6 +300,7 @@ class HueyQueue:
 
     def stop(self) -> None:
         """Stop the consumer, letting running reports finish (their leases keep them safe if not)."""
+        self.storage_wait.stop.set()  # a worker waiting out a full disk stops waiting
         if self.consumer is not None:
             self.consumer.stop(graceful=True)
             self.consumer = None

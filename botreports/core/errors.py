@@ -65,6 +65,13 @@ class Conflict(BotReportsError):
     code = "conflict"
 
 
+class Gone(BotReportsError):
+    """The object existed but is no more (a report past its ``expires_at``)."""
+
+    status = 410
+    code = "expired"
+
+
 class PayloadTooLarge(BotReportsError):
     """A request body above the configured limit."""
 
@@ -79,6 +86,17 @@ class RateLimited(BotReportsError):
     code = "rate_limited"
 
     def __init__(self, message, retry_after=1, details=None):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class StorageUnavailable(BotReportsError):
+    """The metadata store cannot write now (disk or database full); ``retry_after`` in seconds."""
+
+    status = 503
+    code = "storage_unavailable"
+
+    def __init__(self, message, retry_after=30, details=None):
         super().__init__(message, details)
         self.retry_after = retry_after
 

@@ -19,6 +19,7 @@ from typing import Optional
 from .errors import BotReportsError
 from .models import Principal, Report
 from .pipeline import build_document, write_artifact
+from .report_records import document_record, save_record, trace_tables
 from .store import now
 
 log = logging.getLogger("botreports.jobs")
@@ -129,7 +130,9 @@ def run_report(reports, report_id: str, worker: str, lease_seconds: Optional[flo
                 progress=progress)
             exporter = reports.exporters[spec.format]
             path = reports.reports_dir / f"{report.id}{exporter.extension}"
+            document = trace_tables(document)  # streamed tables hashed as the exporter reads them
             artifact = write_artifact(document, exporter, path, spec.options, progress)
+            save_record(store, report.id, document_record(document))  # kept to verify the report later
             if time.monotonic() > deadline:
                 raise ReportTimedOut(f"timed out after {timeout:g} s (stage: writing)")
         except Exception as exc:  # the reason goes to the report, never a traceback to a client
@@ -164,7 +167,7 @@ def _failed(reports, report: Report, worker: str, exc: BaseException, path: Opti
         delay = backoff(settings, attempts)
         log.warning("report %s: transient error on attempt %d, retrying in %.1f s: %s",
                     report.id, attempts, delay, reason)
-        if store.finish_report(report.id, worker, state="pending", stage="waiting to retry",
+        if store.finish_report(report.id, worker, state="pending", stage="waiting to retry", progress=0,
                                error=f"attempt {attempts} failed ({reason}); retrying",
                                retry_at=now() + dt.timedelta(seconds=delay), lease_owner=None,
                                lease_expires_at=None):
@@ -213,31 +216,9 @@ def reconcile(reports, at: Optional[dt.datetime] = None) -> dict:
     at = at or now()
     counts = {"retried": 0, "failed": 0}
     for row in store.expired_leases(at):
-        attempts = row.get("attempts") or 1
-        started = _parse(row.get("started_at"))
-        who = row.get("lease_owner") or "a worker"
-        timed_out = started is not None and (at - started).total_seconds() >= settings.report_timeout
-        if timed_out:
-            fields = {"state": "failed", "stage": "failed",
-                      "error": f"timed out after {settings.report_timeout:g} s"}
-        elif attempts < settings.max_attempts:
-            fields = {"state": "pending", "stage": "waiting to retry", "retry_at": at,
-                      "error": f"attempt {attempts} was lost: {who} stopped renewing its lease; retrying"}
-        else:
-            fields = {"state": "failed", "stage": "failed",
-                      "error": f"{who} stopped renewing its lease during attempt {attempts} of "
-                               f"{settings.max_attempts} (the worker crashed or was killed)"}
-        if fields["state"] == "failed":
-            fields.update(completed_at=at, expires_at=at + dt.timedelta(days=settings.retention_days))
-        if not store.release_expired_lease(row["id"], at, lease_owner=None, lease_expires_at=None, **fields):
-            continue  # renewed meanwhile, or another reconciler took it
-        if fields["state"] == "pending":
-            counts["retried"] += 1
-            reports.queue.enqueue(row["id"])
-        else:
-            counts["failed"] += 1
-            notify_finished(reports, store.get_report(row["id"]))
-        log.warning("report %s: %s", row["id"], fields["error"])
+        outcome = release_lapsed(reports, row, at)
+        if outcome is not None:
+            counts[outcome] += 1
     # A pending report nobody claimed for a long time lost its queue message (a queue flushed or
     # restarted without persistence): enqueue it again. A duplicate message is harmless, since
     # claiming a report is a conditional update that only one worker wins.
@@ -250,6 +231,44 @@ def reconcile(reports, at: Optional[dt.datetime] = None) -> dict:
                         row["id"], row.get("retry_at") or row.get("created_at"))
     counts["partial_files"] = _remove_abandoned_partials(reports, settings.report_timeout + settings.lease_seconds)
     return counts
+
+
+def lost_worker_stage(attempts: int, max_attempts: int) -> str:
+    """The stage a report shows once its worker stopped renewing its lease."""
+    if attempts < max_attempts:
+        return f"worker lost, will retry (attempt {attempts + 1} of {max_attempts})"
+    return "worker lost, failed"
+
+
+def release_lapsed(reports, row: dict, at: dt.datetime) -> Optional[str]:
+    """Retry (``"retried"``) or fail (``"failed"``) one running report whose lease expired before
+    ``at``; None if it was renewed meanwhile or another caller took it. A retry starts again at
+    progress 0: progress only grows within an attempt."""
+    settings, store = reports.settings, reports.store
+    attempts = row.get("attempts") or 1
+    started = _parse(row.get("started_at"))
+    who = row.get("lease_owner") or "a worker"
+    timed_out = started is not None and (at - started).total_seconds() >= settings.report_timeout
+    if timed_out:
+        fields = {"state": "failed", "stage": "failed", "error": f"timed out after {settings.report_timeout:g} s"}
+    elif attempts < settings.max_attempts:
+        fields = {"state": "pending", "stage": lost_worker_stage(attempts, settings.max_attempts),
+                  "retry_at": at, "progress": 0,
+                  "error": f"attempt {attempts} was lost: {who} stopped renewing its lease; retrying"}
+    else:
+        fields = {"state": "failed", "stage": "failed",
+                  "error": f"{who} stopped renewing its lease during attempt {attempts} of "
+                           f"{settings.max_attempts} (the worker crashed or was killed)"}
+    if fields["state"] == "failed":
+        fields.update(completed_at=at, expires_at=at + dt.timedelta(days=settings.retention_days))
+    if not store.release_expired_lease(row["id"], at, lease_owner=None, lease_expires_at=None, **fields):
+        return None
+    log.warning("report %s: %s", row["id"], fields["error"])
+    if fields["state"] == "pending":
+        reports.queue.enqueue(row["id"])
+        return "retried"
+    notify_finished(reports, store.get_report(row["id"]))
+    return "failed"
 
 
 def _remove_abandoned_partials(reports, older_than: float) -> int:

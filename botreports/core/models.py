@@ -160,6 +160,8 @@ class Report:
     media_type: Optional[str] = None
     filename: Optional[str] = None
     attempts: int = 0
+    #: Until when the worker running it holds it (renewed while it works); None unless running.
+    lease_expires_at: Optional[dt.datetime] = None
 
 
 @attrs.define
@@ -244,8 +246,11 @@ class Period:
         return self.end - self.start
 
     def previous(self) -> "Period":
-        """The period of equal length just before this one (for changes)."""
-        return Period(self.start - self.length, self.start, self.timezone)
+        """The same local calendar span just before this one, what changes compare with
+        (``core.scheduling.previous_period``: the month before, the N local days before)."""
+        from .scheduling import previous_period  # scheduling builds on this module
+
+        return previous_period(self)
 
 
 @attrs.frozen
@@ -363,6 +368,9 @@ class ReportDocument:
     schema: str = "botreports/1"
     #: The template's look (intro_markdown, css, layout, logo), when a template made the report.
     presentation: Mapping[str, Any] = attrs.field(factory=dict)
+    #: What the report was computed from (``core.manifest``): exact parameters, metric-definition
+    #: and code versions, the data watermark. Every format prints it; the file's own hash is not in it.
+    manifest: Mapping[str, Any] = attrs.field(factory=dict)
 
     def blocks(self, kind: Optional[str] = None):
         """Every block of every section, optionally only of one kind."""
@@ -406,3 +414,6 @@ class SectionContext:
     include_charts: bool = True
     reports: Any = None
     settings: Any = None
+    #: The instant the report is computed as of (its ``generated_at``; the original one when a
+    #: report is verified): a section that needs "now" reads it here, never from the clock.
+    now: Optional[dt.datetime] = None

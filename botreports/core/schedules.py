@@ -20,6 +20,7 @@ from .errors import BotReportsError, ValidationError
 from .models import Principal, Schedule
 from .params import UNSAFE_TITLE_CHARACTERS, title_problem
 from .scheduling import RELATIVE_PERIODS, relative_period, zone
+from .storage_faults import storage_fault
 from .store import now
 
 log = logging.getLogger("botreports.scheduler")
@@ -237,8 +238,14 @@ def owner_principal(reports, schedule: Schedule) -> Optional[Principal]:
     return Principal(id=schedule.owner_id, org_id=org, roles=roles, via="schedule")
 
 
+#: A run claimed this long ago that still has no report lost its scheduler between the claim and
+#: the report (starting a run takes milliseconds; a store busy for its 30 s timeout stays well within).
+ORPHAN_AFTER = dt.timedelta(minutes=2)
+
+
 def run_due(reports, at: Optional[dt.datetime] = None) -> dict:
-    """One scheduler tick: run every due schedule once for its latest fire time, skip older ones."""
+    """One scheduler tick: run every due schedule once for its latest fire time, skip older ones,
+    and start the runs a stopped scheduler claimed but never started."""
     at = at or now()
     grace = dt.timedelta(minutes=reports.settings.schedule_grace)
     counts = {"fired": 0, "skipped": 0, "denied": 0, "failed": 0}
@@ -248,30 +255,59 @@ def run_due(reports, at: Optional[dt.datetime] = None) -> dict:
             seen = schedule.next_run_at
             due = [seen] + fire_times_between(cron, schedule.timezone, seen, at, limit=MAX_SKIPPED_RECORDED)
             following = next_fire_time(cron, schedule.timezone, at)
-            # Compare-and-set: of several schedulers that read the same row, one moves it on.
-            if not reports.store.advance_schedule(schedule.id, seen, following):
-                continue
             latest = due[-1]
-            for missed in due[:-1]:
-                if reports.store.record_run(schedule.id, missed, "skipped",
-                                            detail="missed while no scheduler was running"):
-                    counts["skipped"] += 1
-            if at - latest > grace:
-                if reports.store.record_run(schedule.id, latest, "skipped",
-                                            detail=f"missed by more than the grace of {grace}"):
-                    counts["skipped"] += 1
+            runs = [(missed, "skipped", "missed while no scheduler was running") for missed in due[:-1]]
+            late = at - latest > grace
+            runs.append((latest, "skipped", f"missed by more than the grace of {grace}") if late
+                        else (latest, "starting", ""))
+            # Compare-and-set and the runs in one transaction: of several schedulers that read the
+            # same row, one moves it on, and the fire times it moves past are recorded with it.
+            if not reports.store.claim_fire_times(schedule.id, seen, following, runs):
                 continue
-            outcome = fire(reports, schedule, latest)
+            counts["skipped"] += len(runs) - (0 if late else 1)
+            if late:
+                continue
+            outcome = fire(reports, schedule, latest, claimed=True)
             counts[outcome] = counts.get(outcome, 0) + 1
-        except Exception:  # one broken schedule must not stop the others
-            log.exception("schedule %s could not run", schedule.id)
+        except Exception as exc:  # one broken schedule must not stop the others
+            if storage_fault(exc):  # a full disk: said in one line; the fire time waits for space
+                log.warning("schedule %s could not run: %s", schedule.id, exc)
+            else:
+                log.exception("schedule %s could not run", schedule.id)
             counts["failed"] += 1
+    for outcome in start_orphans(reports, at, grace):
+        counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
-def fire(reports, schedule: Schedule, fire_time: dt.datetime) -> str:
-    """Run ``schedule`` for ``fire_time`` unless that run exists; re-checks the owner's permission."""
-    if not reports.store.record_run(schedule.id, fire_time, "starting"):
+def start_orphans(reports, at: dt.datetime, grace: dt.timedelta) -> List[str]:
+    """Runs whose scheduler stopped after claiming them: linked to the report it made, started
+    now within the grace period, recorded as skipped after it. One outcome per run."""
+    store, outcomes = reports.store, []
+    for run in store.orphan_runs(ORPHAN_AFTER):
+        if not store.reclaim_run(run["schedule_id"], run["fire_time"], run["created_at"]):
+            continue  # another scheduler took it
+        fire_time = dt.datetime.fromisoformat(run["fire_time"].replace("Z", "+00:00"))
+        schedule = store.get_schedule(run["schedule_id"])
+        made = store.unlinked_report_of(run["schedule_id"], run["created_at"])
+        if made is not None:
+            store.update_run(run["schedule_id"], run["fire_time"], state="enqueued", report_id=made)
+            outcomes.append("fired")
+        elif schedule is None or not schedule.enabled or at - fire_time > grace:
+            store.update_run(run["schedule_id"], run["fire_time"], state="skipped",
+                             detail="its scheduler stopped before starting it, and the grace period passed")
+            outcomes.append("skipped")
+        else:
+            log.warning("schedule %s: starting the run of %s that a stopped scheduler claimed",
+                        schedule.id, run["fire_time"])
+            outcomes.append(fire(reports, schedule, fire_time, claimed=True))
+    return outcomes
+
+
+def fire(reports, schedule: Schedule, fire_time: dt.datetime, claimed: bool = False) -> str:
+    """Run ``schedule`` for ``fire_time`` unless that run exists (``claimed``: this scheduler
+    recorded it as ``starting`` already); re-checks the owner's permission."""
+    if not claimed and not reports.store.record_run(schedule.id, fire_time, "starting"):
         return "duplicate"
     owner = owner_principal(reports, schedule)
     period = relative_period(schedule.period, fire_time, schedule.timezone)

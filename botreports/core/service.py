@@ -21,13 +21,15 @@ import attrs
 from . import jobs, params, schedules, security
 from .analytics_schema import validate_event
 from .convert import parse_json, text_problems
-from .errors import Conflict, NotFound, PermissionDenied, PluginError, RateLimited, Unauthorized, ValidationError
+from .errors import (Conflict, Gone, NotFound, PermissionDenied, PluginError, RateLimited, StorageUnavailable,
+                     Unauthorized, ValidationError)
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
 from .scheduling import inclusive_days, parse_instant
 from .settings import Settings
 from .store import Store, now
+from .token_revocations import TokenRevocations
 
 log = logging.getLogger("botreports")
 
@@ -83,7 +85,12 @@ class Reports:
         self._build_registries()
         self._source = data_source if data_source is not None and not isinstance(data_source, str) else None
         self._source_lock = threading.Lock()
+        security.check_secret_length("BOTREPORTS_SECRET", self.settings.secret)
         self.secret = self.settings.secret or self._stored_secret()
+        self.revocations = TokenRevocations(self.store)
+        #: Downloads served while their audit entry could not be written (the store was full).
+        self.unrecorded_audits = 0
+        self._fault_lock = threading.Lock()
         self.queue = ImmediateQueue() if queue in (None, "immediate") else queue
         self.queue.bind(self)
         self.pm.hook.startup(reports=self)
@@ -339,7 +346,7 @@ class Reports:
         return report
 
     def get(self, principal: Principal, report_id: str) -> Report:
-        return self._report(principal, report_id, "report.view")
+        return self._as_seen(self._report(principal, report_id, "report.view"))
 
     def status(self, principal: Principal, report_id: str) -> dict:
         """``{report_id, state, progress, stage, error, created_at, started_at, completed_at}``;
@@ -349,7 +356,21 @@ class Reports:
         if report is None:
             raise NotFound(f"report {report_id} not found")
         self.authorize(principal, "report.view", report)
-        return status_view(report)
+        return status_view(self._as_seen(report))
+
+    def _as_seen(self, report: Report) -> Report:
+        """``report`` as a reader should see it: a running report whose lease lapsed (its worker
+        crashed or was killed) is shown as such at once, not as still running at its last
+        progress. With a queue of workers the retry is also started here, by the conditional
+        update the reconciler would make a minute later (one caller wins)."""
+        at = now()
+        if report.state != "running" or report.lease_expires_at is None or report.lease_expires_at >= at:
+            return report
+        if not getattr(self.queue, "synchronous", False):
+            row = self.store.report_row(report.id)
+            if row is not None and jobs.release_lapsed(self, row, at) is not None:
+                return self.store.get_report(report.id) or report
+        return attrs.evolve(report, stage=jobs.lost_worker_stage(report.attempts or 1, self.settings.max_attempts))
 
     def list(self, principal: Principal, **filters) -> Tuple[List[Report], int]:
         """One page of the organisation's reports and the total; filters as in the seed."""
@@ -358,13 +379,37 @@ class Reports:
         return self.store.list_reports(None if principal.is_system else principal.org_id, **query)
 
     def download(self, principal: Principal, report_id: str):
-        """The completed report's artifact (``DownloadFile``); ``Conflict`` if not completed."""
+        """The completed report's artifact (``DownloadFile``); ``Conflict`` if not completed,
+        ``Gone`` once past its ``expires_at``."""
         report = self._report(principal, report_id, "report.download")
         file = self.artifact_of(report)
-        self.audit(principal, "report.download", report)
+        self._audit_download(lambda: self.audit(principal, "report.download", report), report.id)
         return file
 
+    def _audit_download(self, write, report_id: str) -> None:
+        """Write a download's audit entry; a store that cannot write (a full disk) must not keep
+        a finished report from its reader, so the miss is logged and counted instead."""
+        try:
+            write()
+        except StorageUnavailable as exc:
+            with self._fault_lock:
+                self.unrecorded_audits += 1
+            log.warning("download of %s served without its audit entry (%d so far): %s", report_id,
+                        self.unrecorded_audits, exc.message)
+
+    def verify(self, principal: Principal, report_id: str) -> dict:
+        """Compute a completed report again from its parameters over the data as it is now, and
+        say whether every number is the same or which differ (``core.verification``); whoever may
+        read the report may verify it."""
+        from .verification import verify
+        return verify(self, principal, report_id)
+
     def artifact_of(self, report: Report) -> "DownloadFile":
+        expired = report.expires_at is not None and report.expires_at <= now()
+        if report.state == "expired" or (report.state == "completed" and expired):
+            # Enforced here, not only by the hourly sweep: a file past its time is never served.
+            when = report.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if report.expires_at else "its retention"
+            raise Gone(f"report {report.id} expired at {when}; generate it again")
         if report.state != "completed" or not report.artifact_path:
             raise Conflict(f"report {report.id} is {report.state}; only completed reports can be downloaded")
         # The path comes from the store, never from the request; it must stay under the data dir.
@@ -482,28 +527,31 @@ class Reports:
         Each batch is validated whole before anything of it is written, and
         written in one transaction; a bad line is reported with its number and
         its batch is left out entirely. Events of another organisation are refused.
+        A row the caller may not write (an id in use elsewhere, a conversation that
+        is not one of its organisation's) is refused alone, the rest of its batch
+        written, when the source can tell (``write_owned_events``).
         """
         self.authorize(principal, "events.ingest")
         write = getattr(self.source, "write_events", None)
         if write is None:
             raise ValidationError.from_problems([("data", "this data source is read-only")])
+        write_owned = getattr(self.source, "write_owned_events", None)
         inserted: dict = {}
         errors: list = []
         batch: list = []
         batch_bad = False
 
-        # An organisation's events must not replace another's rows (a write by id replaces the
-        # row with that id) nor name its bots; a source that can tell says which events would.
-        foreign = None if principal.is_system else getattr(self.source, "foreign_rows", None)
-
         def flush():
             nonlocal batch, batch_bad
-            if batch and not batch_bad and foreign is not None:
-                for position, problem in sorted(foreign(principal.org_id, [event for _, event in batch]).items()):
-                    errors.append({"line": batch[position][0], "problem": problem})
-                    batch_bad = True
             if batch and not batch_bad:
-                for table, count in write([event for _, event in batch]).items():
+                events = [event for _, event in batch]
+                if write_owned is not None:
+                    counts, refused = write_owned(None if principal.is_system else principal.org_id, events)
+                else:
+                    counts, refused = write(events), {}
+                for position, problem in sorted(refused.items()):
+                    errors.append({"line": batch[position][0], "problem": problem})
+                for table, count in counts.items():
                     inserted[table] = inserted.get(table, 0) + count
             batch, batch_bad = [], False
 
@@ -563,6 +611,26 @@ class Reports:
         self.store.audit(org_id=org_id, actor="system", action="keys.revoke", resource_type="api_key",
                          resource_id=key_id)
 
+    # -- bearer token revocation ------------------------------------------
+
+    def revoke_tokens(self, kind: str, value: str, issued_before: Optional[dt.datetime] = None,
+                      reason: str = "") -> dict:
+        """Revoke bearer tokens: ``kind`` ``jti`` (one token), ``session`` (every token of a
+        ``session_id``) or ``subject`` (every token of a ``sub`` issued before ``issued_before``,
+        default now). Enforced by every process within ``token_revocations.FRESH_FOR`` seconds."""
+        row = self.revocations.revoke(kind, value, issued_before, reason)
+        self.store.audit(org_id=None, actor="system", action="tokens.revoke", resource_type="token",
+                         resource_id=f"{kind}:{value}", details={"reason": reason} if reason else None)
+        return row
+
+    def list_token_revocations(self) -> List[dict]:
+        """Every token revocation, oldest first: kind, value, issued_before (subjects), reason, created_at."""
+        return self.revocations.list()
+
+    def token_revoked(self, claims) -> Optional[str]:
+        """Why a bearer token with ``claims`` is revoked, or None (asked by the bearer plugin)."""
+        return self.revocations.revoked(claims)
+
     # -- signed download links and the HTTP app ---------------------------
 
     def download_link(self, principal: Principal, report_id: str, ttl: Optional[int] = None) -> Tuple[int, str]:
@@ -570,7 +638,15 @@ class Reports:
         report = self._report(principal, report_id, "report.download")
         self.artifact_of(report)  # a link to a file that does not exist yet would only disappoint
         self.audit(principal, "report.link", report)
-        return security.signed_query(self.secret, download_resource(report.id), ttl or self.settings.link_ttl)
+        ttl = ttl or self.settings.link_ttl
+        if report.expires_at is not None:  # a link never outlives the file it opens
+            ttl = max(1, min(ttl, int((report.expires_at - now()).total_seconds())))
+        return security.signed_query(self.secret, download_resource(report.id), ttl)
+
+    def download_link_valid(self, report_id: str, expires, signature: str) -> bool:
+        """Whether ``expires`` and ``signature`` make a valid, unexpired link to ``report_id``
+        (an HMAC computed in memory: nothing is read or written)."""
+        return security.check_signature(self.secret, download_resource(report_id), expires, signature)
 
     def download_signed(self, report_id: str, expires, signature: str) -> "DownloadFile":
         """The artifact behind a signed link; the signature names the report, so no principal is needed."""
@@ -580,8 +656,9 @@ class Reports:
         if report is None:
             raise NotFound(f"report {report_id} not found")
         file = self.artifact_of(report)
-        self.store.audit(org_id=report.org_id, actor="signed-link", action="report.download",
-                         resource_type="report", resource_id=report.id)
+        self._audit_download(lambda: self.store.audit(
+            org_id=report.org_id, actor="signed-link", action="report.download", resource_type="report",
+            resource_id=report.id), report.id)
         return file
 
     def wsgi_app(self, base_path: str = "/api/v1"):

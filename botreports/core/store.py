@@ -19,8 +19,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 import attrs
 import sqlite_utils
 
+from .errors import StorageUnavailable
 from .models import ApiKey, Report, Schedule, Template
 from .recent_reports import RecentReports
+from .storage_faults import storage_fault
 
 UTC = dt.timezone.utc
 
@@ -156,8 +158,23 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db["deliveries"].create_index(["report_id", "channel", "recipient", "state"])
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Each report's record (``report_records``): its document, kept to verify it later."""
+    db["report_records"].create({"report_id": str, "record": bytes, "created_at": str}, pk="report_id",
+                                not_null={"record"})
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Revoked bearer tokens (``token_revocations``): by ``jti``, by ``session_id``, or every token
+    of a subject issued before a time."""
+    db["token_revocations"].create(
+        {"id": int, "kind": str, "value": str, "issued_before": str, "reason": str, "created_at": str},
+        pk="id", not_null={"kind", "value", "created_at"})
+    db["token_revocations"].create_index(["kind", "value"])
+
+
 #: Each migration brings the schema from version i to i+1; never edit a released one.
-MIGRATIONS = (_migration_1, _migration_2)
+MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4)
 
 REPORT_SORTS = {"created_at": "created_at", "name": "title", "type": "type"}
 
@@ -196,14 +213,27 @@ class Store:
         if db.conn.in_transaction:  # nested: the outer transaction commits
             yield db
             return
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.conn.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                    db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+        except StorageUnavailable:
             raise
-        else:
-            db.execute("COMMIT")
+        except Exception as exc:
+            reason = storage_fault(exc)
+            if reason is None:
+                raise
+            if db.conn.in_transaction:  # a COMMIT refused for want of space leaves it open
+                db.conn.rollback()
+            raise StorageUnavailable(
+                f"the report store cannot save changes right now ({reason}); nothing was changed, "
+                "try again later") from exc
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -292,7 +322,7 @@ class Store:
         stamp = now()
         return self._update(
             "reports", report_id, "AND state = 'pending'",
-            state="running", stage="starting", started_at=stamp, lease_owner=worker,
+            state="running", stage="starting", progress=0, started_at=stamp, lease_owner=worker,
             lease_expires_at=stamp + dt.timedelta(seconds=lease_seconds),
             attempts=(self.report_row(report_id) or {}).get("attempts", 0) + 1,
         ) == 1
@@ -340,6 +370,7 @@ class Store:
     def delete_report(self, report_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM reports WHERE id = ?", [report_id])
+            db.execute("DELETE FROM report_records WHERE report_id = ?", [report_id])
         self._recent_reports.forget(report_id)
 
     def expired_leases(self, at: dt.datetime) -> List[dict]:
@@ -454,6 +485,49 @@ class Store:
                 [to_db(next_run_at), schedule_id, to_db(seen)])
             return cursor.rowcount == 1
 
+    def claim_fire_times(self, schedule_id: str, seen: Optional[dt.datetime], next_run_at: Optional[dt.datetime],
+                         runs: List[Tuple[dt.datetime, str, str]]) -> bool:
+        """In one write transaction: move ``next_run_at`` on from ``seen`` (compare-and-set: one
+        scheduler wins) and record ``runs``, each ``(fire time, state, detail)``. A crash after
+        this leaves the fire times recorded (a ``starting`` run is picked up again by
+        ``orphan_runs``), never moved past without a trace. False if another scheduler won."""
+        with self.transaction() as db:
+            moved = db.execute(
+                "UPDATE schedules SET next_run_at = ? WHERE id = ? AND next_run_at IS ?",
+                [to_db(next_run_at), schedule_id, to_db(seen)]).rowcount == 1
+            if moved:
+                stamp = to_db(now())
+                db.conn.executemany(
+                    "INSERT OR IGNORE INTO schedule_runs (schedule_id, fire_time, state, report_id, created_at, detail)"
+                    " VALUES (?, ?, ?, NULL, ?, ?)",
+                    [[schedule_id, to_db(fire_time), state, stamp, detail] for fire_time, state, detail in runs])
+            return moved
+
+    def orphan_runs(self, older_than: dt.timedelta, limit: int = 100) -> List[dict]:
+        """Runs claimed (``starting``) more than ``older_than`` ago that never got their report:
+        the scheduler that claimed them stopped between the claim and the report."""
+        return self.rows(
+            "SELECT schedule_id, fire_time, created_at FROM schedule_runs WHERE state = 'starting'"
+            " AND report_id IS NULL AND created_at < ? ORDER BY created_at LIMIT ?",
+            [to_db(now() - older_than), int(limit)])
+
+    def reclaim_run(self, schedule_id: str, fire_time: str, seen_created_at: str) -> bool:
+        """Take over an orphaned ``starting`` run (compare-and-set on its claim time: one scheduler wins)."""
+        with self.transaction() as db:
+            return db.execute(
+                "UPDATE schedule_runs SET created_at = ? WHERE schedule_id = ? AND fire_time = ?"
+                " AND state = 'starting' AND report_id IS NULL AND created_at = ?",
+                [to_db(now()), schedule_id, fire_time, seen_created_at]).rowcount == 1
+
+    def unlinked_report_of(self, schedule_id: str, since: str) -> Optional[str]:
+        """A report of ``schedule_id`` created at or after ``since`` that no run names (a run's
+        report made just before its scheduler stopped)."""
+        rows = self.rows(
+            "SELECT id FROM reports p WHERE schedule_id = ? AND created_at >= ? AND NOT EXISTS"
+            " (SELECT 1 FROM schedule_runs r WHERE r.report_id = p.id) ORDER BY created_at LIMIT 1",
+            [schedule_id, since])
+        return rows[0]["id"] if rows else None
+
     def update_run(self, schedule_id: str, fire_time: dt.datetime, **fields) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
         with self.transaction() as db:
@@ -509,6 +583,23 @@ class Store:
         with self.transaction() as db:
             row = db.execute("UPDATE api_keys SET revoked = 1 WHERE id = ? RETURNING org_id", [key_id]).fetchone()
         return row[0] if row else None
+
+    # -- revoked bearer tokens ------------------------------------------
+
+    def insert_token_revocation(self, kind: str, value: str, issued_before: Optional[dt.datetime] = None,
+                                reason: str = "") -> dict:
+        """Record a revocation (``kind`` jti, session or subject) and return it."""
+        stamp = now()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO token_revocations (kind, value, issued_before, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+                [kind, value, to_db(issued_before), reason, to_db(stamp)])
+        return {"id": cursor.lastrowid, "kind": kind, "value": value, "issued_before": to_db(issued_before),
+                "reason": reason, "created_at": to_db(stamp)}
+
+    def token_revocations(self) -> List[dict]:
+        """Every revocation, oldest first."""
+        return self.rows("SELECT id, kind, value, issued_before, reason, created_at FROM token_revocations ORDER BY id")
 
     # -- audit log ------------------------------------------------------
 
