@@ -132,8 +132,8 @@ def document_view(document, *, max_rows: int, media: str, charts: bool = True, p
         "media": media,
         "css": Markup(stylesheet("report.css") + ("\n" + stylesheet("print.css") if media == "print" else "")
                       + (f"\n@page {{ size: {_page_size(page_size)}; }}" if media == "print" else "")),
-        "custom_css": Markup(_no_style_close(presentation.get("css") or "")),
-        "intro": Markup(_markdown(intro)) if intro else None,
+        "custom_css": Markup(_safe_css(presentation.get("css") or "")),
+        "intro": Markup(_template_intro(intro)) if intro else None,
         "logo": logo if isinstance(logo, str) and logo.startswith("data:image/") else None,
         "layout_html": None,
     }
@@ -143,9 +143,18 @@ def _page_size(name: str) -> str:
     return {"a4": "A4", "letter": "letter"}.get(str(name).lower(), "A4")
 
 
-def _no_style_close(css: str) -> str:
-    # A stylesheet is validated when its template is stored; this keeps it inside its <style> element anyway.
-    return re.sub(r"</\s*style", "", css, flags=re.I)
+def _safe_css(css: str) -> str:
+    # Checked when its template is stored; written back from its tokens with no "<" in it, whatever it holds.
+    from ..templates.stylesheet import safe_stylesheet
+
+    return safe_stylesheet(css) if css else ""
+
+
+def _template_intro(markdown: str) -> str:
+    # A template's intro is the user's text: rendered in the template sandbox, not in this process.
+    from ..templates.layout import intro_html
+
+    return intro_html(markdown)
 
 
 def render_html(document, *, max_rows: int, media: str = "screen", charts: bool = True,
