@@ -37,6 +37,18 @@ def _positive(name):
     return parse
 
 
+def _seconds(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, not {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive")
+        return value
+    return parse
+
+
 def _port(text):
     try:
         value = int(text)
@@ -153,6 +165,36 @@ def cmd_keys_revoke(args) -> int:
     return 0
 
 
+def cmd_tokens_revoke(args) -> int:
+    given = [(kind, value) for kind, value in (("jti", args.jti), ("session", args.session),
+                                               ("subject", args.subject)) if value is not None]
+    if len(given) != 1:
+        raise ValidationError.from_problems([("--jti/--session/--subject", "give exactly one of them")])
+    (kind, value), before = given[0], None
+    if args.issued_before is not None:
+        if kind != "subject":
+            raise ValidationError.from_problems([("--issued-before", "goes with --subject only")])
+        from ..core.scheduling import parse_instant
+        try:
+            before = parse_instant(args.issued_before, "UTC", end=False)
+        except ValueError as exc:
+            raise ValidationError.from_problems([("--issued-before", str(exc))]) from None
+    rk = _reports(args, load_entrypoints=False)
+    row = rk.revoke_tokens(kind, value, before, args.reason or "")
+    scope = f"issued before {row['issued_before']}" if kind == "subject" else "whenever issued"
+    print(f"revoked bearer tokens with {kind} {value} ({scope}); every process refuses them within seconds",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_tokens_list(args) -> int:
+    rk = _reports(args, load_entrypoints=False)
+    for row in rk.list_token_revocations():
+        before = f"  issued before {row['issued_before']}" if row["issued_before"] else ""
+        print(f"{row['created_at']}  {row['kind']}  {row['value']}{before}  {row['reason'] or ''}".rstrip())
+    return 0
+
+
 def cmd_rollups(args) -> int:
     """``rollups rebuild`` / ``rollups refresh``: the rollups of botserver's PostgreSQL source."""
     rk = _reports(args, load_entrypoints=False)
@@ -167,6 +209,48 @@ def cmd_rollups(args) -> int:
         rk.close()
     print(result.describe(), file=sys.stderr if result.action == "off" else sys.stdout)
     return 1 if result.action == "off" else 0
+
+
+#: ``verify``'s exit status when a number differs (0: every number is the same; 1 and 2: errors).
+CHANGED_EXIT = 3
+
+
+def cmd_verify(args) -> int:
+    """Compute a stored report again and compare every number with the report as made."""
+    from ..core.service import SYSTEM
+    rk = _reports(args)
+    try:
+        result = rk.verify(SYSTEM, args.report_id)
+    finally:
+        rk.close()
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(verification_text(result))
+    return 0 if result["unchanged"] else CHANGED_EXIT
+
+
+def verification_text(result: dict, limit: int = 200) -> str:
+    """A verification as lines a person reads: the verdict, then each difference."""
+    data = {True: "the data changed since", False: "the data did not change",
+            None: "the source keeps no watermark"}[result["data_changed"]]
+    head = (f"{result['report_id']}: {result['verdict']}: {result['difference_count']:,} difference(s) in "
+            f"{result['numbers_compared']:,} numbers and {result['streamed_tables_compared']} raw table(s) "
+            f"compared; {data}")
+    lines = [head] + [f"note: {note}" for note in result["notes"]]
+    for difference in result["differences"][:limit]:
+        lines.append(f"  {difference['section_title']} / {difference['block']}: {difference['what']}: "
+                     f"{_shown(difference['old'])} -> {_shown(difference['new'])}")
+    if result["difference_count"] > limit:
+        lines.append(f"  ... and {result['difference_count'] - limit:,} more (--json lists up to 1,000)")
+    return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    if isinstance(value, dict) and "sha256" in value:
+        rows = value.get("rows")
+        return f"{'?' if rows is None else format(rows, ',')} rows, sha256 {str(value.get('sha256'))[:12]}"
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def cmd_plugins(args) -> int:
@@ -202,18 +286,26 @@ def _service(args):
 def cmd_serve(args) -> int:
     import signal
 
-    from .wsgi_server import create_server
+    from .wsgi_server import create_server, proxy_adjustments
 
     if args.threads < 1:
         raise ValidationError.from_problems([("--threads", "must be at least 1")])
+    if args.connection_limit is not None and args.connection_limit < 16:
+        raise ValidationError.from_problems([("--connection-limit", "must be at least 16")])
+    if args.idle_timeout is not None and not 1 <= args.idle_timeout <= 3600:
+        raise ValidationError.from_problems([("--idle-timeout", "must be 1 to 3600 seconds")])
     queue, rk = _service(args)
     try:
         if args.workers > 0:
             queue.start()
         # waitress buffers a whole body before the app sees it: cap it near our own limits.
         largest_body = max(rk.settings.max_body_bytes, rk.settings.max_events_bytes) + 65536
+        settings = rk.settings
+        limit = args.connection_limit if args.connection_limit is not None else settings.http_connection_limit
+        idle = args.idle_timeout if args.idle_timeout is not None else settings.http_idle_timeout
         server = create_server(rk.wsgi_app(), host=args.host, port=args.port, threads=args.threads,
-                               ident="botreports", max_request_body_size=largest_body)
+                               connection_limit=limit, idle_timeout=idle, ident="botreports",
+                               max_request_body_size=largest_body, **proxy_adjustments(settings.trusted_proxy))
         # SIGTERM (docker stop, systemd) ends the server like Ctrl-C: the queue is stopped cleanly.
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         print(f"botreports: serving http://{args.host}:{server.effective_port}/api/v1/reports "
@@ -315,6 +407,25 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("key_id", help="the key's id (key-..., as `keys list` shows it)")
     k.set_defaults(func=cmd_keys_revoke)
 
+    p = sub.add_parser("tokens", help="revoke bearer tokens", description="Revoke bearer tokens before they expire.")
+    tokens = p.add_subparsers(dest="tokens_command", metavar="ACTION")
+    tokens.required = True
+    t = tokens.add_parser("revoke", parents=[common], help="revoke a token, a session's tokens or a subject's tokens",
+                          description="Revoke bearer tokens: one token (--jti), every token of a sign-in (--session,"
+                                      " the session_id claim) or every token of a subject issued before a time"
+                                      " (--subject, with --issued-before, default now). Every process refuses them"
+                                      " within seconds.")
+    t.add_argument("--jti", help="the token's jti claim")
+    t.add_argument("--session", help="the tokens' session_id claim")
+    t.add_argument("--subject", help="the tokens' sub claim")
+    t.add_argument("--issued-before", help="with --subject: revoke tokens issued before this time (ISO 8601, UTC"
+                                           " unless it says otherwise; default now)")
+    t.add_argument("--reason", help="why, for the list and the audit log")
+    t.set_defaults(func=cmd_tokens_revoke)
+    t = tokens.add_parser("list", parents=[common], help="list revocations",
+                          description="List token revocations, oldest first.")
+    t.set_defaults(func=cmd_tokens_list)
+
     p = sub.add_parser("rollups", help="rollups of botserver's PostgreSQL source",
                        description="Keep the rollups of a postgresql:// source in the schema botreports owns"
                                    " (docs/botserver_rollups.md). The worker refreshes them every few minutes.")
@@ -329,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
                                       " and rollup_lateness apply)")
         r.set_defaults(func=cmd_rollups)
 
+    p = sub.add_parser("verify", parents=[common], help="compute a stored report again and compare its numbers",
+                       description="Compute a completed report again from its parameters over the data as it is "
+                                   "now, and say whether every number is the same, or which differ. Exit status 0: "
+                                   f"unchanged; {CHANGED_EXIT}: changed.")
+    p.add_argument("report_id", help="the report's id (rpt-...)")
+    p.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
+    p.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("plugins", parents=[common], help="list plugins and what they register",
                        description="Loaded plugins, report types, sections, exporters and where each came from.")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -342,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive("--workers"), default=2,
                    help="report worker threads in this process (default 2; 0 = use `botreports worker`)")
     p.add_argument("--threads", type=_positive("--threads"), default=8, help="HTTP threads (default 8)")
+    p.add_argument("--connection-limit", type=_positive("--connection-limit"),
+                   help="connections kept open at once, idle ones included (default 1000, env "
+                        "BOTREPORTS_HTTP_CONNECTION_LIMIT)")
+    p.add_argument("--idle-timeout", type=_seconds("--idle-timeout"),
+                   help="seconds before a connection with no traffic is closed (default 30, env "
+                        "BOTREPORTS_HTTP_IDLE_TIMEOUT)")
     p.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
     p.set_defaults(func=cmd_serve)
 
