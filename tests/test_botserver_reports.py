@@ -58,7 +58,7 @@ def instances(botserver_db, tmp_path_factory):
         "lite-no-automation": f"sqlite://{botserver_db.sqlite_without_automation()}",
     }
     made = {name: Reports(data_dir=tmp_path_factory.mktemp(f"reports-{name}"), data_source=source,
-                          load_entrypoints=False, secret="one secret, so pseudonyms match")
+                          load_entrypoints=False, secret="one secret for them all, so pseudonyms match")
             for name, source in sources.items()}
     yield made
     for instance in made.values():

@@ -615,12 +615,14 @@ def test_events_ingest_ndjson(api):
     lines = [{"table": "messages", "id": f"ingest-{n}", "conversation_id": "c-ingest", "bot_id": "bot-001",
               "channel": "web", "user_id": "u-ingest", "direction": "in", "created_at": "2025-01-05T10:00:00Z"}
              for n in range(3)]
-    body = "\n".join(json.dumps(line) for line in lines) + "\n"
+    conversation = {"table": "conversations", "id": "c-ingest", "bot_id": "bot-001", "user_id": "u-ingest",
+                    "channel": "web", "started_at": "2025-01-05T10:00:00Z", "status": "open"}
+    body = "\n".join(json.dumps(line) for line in [conversation] + lines) + "\n"
     headers = {"Content-Type": "application/x-ndjson"}
     assert api.request("POST", "/api/v1/events", viewer, data=body, headers=headers).status_code == 403
     response = api.request("POST", "/api/v1/events", admin, data=body, headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json()["inserted"] == {"messages": 3} and response.json()["errors"] == []
+    assert response.json()["inserted"] == {"conversations": 1, "messages": 3} and response.json()["errors"] == []
     with sqlite3.connect(api.reports.data_dir / "analytics.db") as conn:
         rows = conn.execute("SELECT org_id, count(*) FROM messages WHERE id LIKE 'ingest-%'").fetchall()
     assert rows == [("org-acme", 3)]

@@ -82,23 +82,23 @@ def test_organisation_may_only_ingest_its_own_events(reports, principal_factory)
         reports.ingest(principal_factory("report_admin"), lines(MSG))
 
 
-def test_organisation_cannot_replace_or_name_another_organisations_rows(reports, principal_factory):
+def test_organisation_cannot_replace_another_organisations_rows(reports, principal_factory):
     """Events are written by id (a resent event replaces its earlier self): an organisation's
-    event must not replace a row of another organisation, nor name its bot."""
+    event must not replace a row of another organisation; only that row is refused."""
     conn = sqlite3.connect(reports.data_dir / "analytics.db")
     foreign_bot, = conn.execute("SELECT id FROM bots WHERE org_id != 'org-acme' LIMIT 1").fetchone()
     foreign_message, = conn.execute("SELECT id FROM messages WHERE org_id != 'org-acme' LIMIT 1").fetchone()
+    own_conversation, own_bot = conn.execute(
+        "SELECT id, bot_id FROM conversations WHERE org_id = 'org-acme' LIMIT 1").fetchone()
     before = conn.execute("SELECT * FROM messages WHERE id = ?", [foreign_message]).fetchone()
     conn.close()
+    mine = {**MSG, "conversation_id": own_conversation, "bot_id": own_bot}
     result = reports.ingest(principal_factory("admin"), lines(
         {"table": "bots", "id": foreign_bot, "name": "Mine now", "created_at": "2025-01-30T10:00:00Z"},
-        {**MSG, "id": foreign_message},
-        {**MSG, "id": "x-2", "bot_id": foreign_bot},
-        {**MSG, "id": "x-3"}), batch_size=1)
-    assert result["errors"] == [
-        {"line": 1, "problem": "id belongs to a row of another organisation"},
-        {"line": 2, "problem": "id belongs to a row of another organisation"},
-        {"line": 3, "problem": "bot_id belongs to a bot of another organisation"}]
+        {**mine, "id": foreign_message},
+        {**mine, "id": "x-3"}))
+    taken = "id is not available; ids are unique across the service, so use random ones (UUIDs)"
+    assert result["errors"] == [{"line": 1, "problem": taken}, {"line": 2, "problem": taken}]
     assert result["inserted"] == {"messages": 1}
     conn = sqlite3.connect(reports.data_dir / "analytics.db")
     assert conn.execute("SELECT * FROM messages WHERE id = ?", [foreign_message]).fetchone() == before

@@ -1,4 +1,5 @@
-"""A per-caller request rate limit: one token bucket per API key or token subject.
+"""Per-caller rate limits: one token bucket per API key or token subject (requests), or per
+client address (failed credentials).
 
 In memory and per process: a limit that protects one server from one noisy
 script. Several processes behind a balancer each allow the configured rate.
@@ -52,6 +53,33 @@ class TokenBuckets:
             if now - self._last_sweep > self.IDLE_SECONDS:
                 self._sweep(now)
             return tokens - 1.0
+
+    def check(self, key: str, message: str = "") -> None:
+        """Raise ``RateLimited`` if ``key`` has no token left, without spending one (a failure
+        budget is looked at before a request and spent only when the request fails)."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+        if tokens < 1.0:
+            wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+            raise RateLimited(message or f"too many requests: the limit is {self.capacity:g} a minute",
+                              retry_after=wait)
+
+    def spend(self, key: str) -> None:
+        """Spend one token of ``key`` if it has one, never raising (the request that spends it has
+        already failed; the next one is refused by ``check``)."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+            self._buckets[key] = (max(0.0, tokens - 1.0), now)
+            if now - self._last_sweep > self.IDLE_SECONDS:
+                self._sweep(now)
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now

@@ -60,6 +60,18 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+#: The shortest signing key accepted: HS256 keys shorter than its 32-byte output weaken it, and
+#: a short text key is guessed offline from one signed link or token.
+MIN_SECRET_BYTES = 32
+
+
+def check_secret_length(variable: str, value: Optional[str]) -> None:
+    """``ValueError`` naming ``variable`` when ``value`` is set but shorter than ``MIN_SECRET_BYTES``."""
+    if value and len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise ValueError(f"{variable} is {len(value.encode('utf-8'))} bytes long; a signing key must have at least "
+                         f"{MIN_SECRET_BYTES} bytes (e.g. the output of: openssl rand -base64 32)")
+
+
 def sign(secret: str, message: str) -> str:
     digest = hmac.new(secret.encode(), message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

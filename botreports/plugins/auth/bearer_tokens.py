@@ -7,12 +7,13 @@ table (``BOTREPORTS_JWT_ROLE_MAP``); our own role names always map to themselves
 from __future__ import annotations
 
 import functools
+import time
 from typing import Dict, Iterable, Set
 
 from ... import hookimpl
 from ...core.errors import InvalidCredentials
 from ...core.models import Principal
-from ...core.security import ROLES
+from ...core.security import ROLES, check_secret_length
 
 #: botserver roles and permissions -> ours; a sensible default, replaced by the setting when given.
 DEFAULT_ROLE_MAP = {
@@ -61,8 +62,22 @@ def role_map_of(text: str) -> Dict[str, str]:
 
 @hookimpl
 def startup(reports):
-    # A broken mapping should stop the service at start-up, not on the first request.
+    # A broken mapping or a guessable key should stop the service at start-up, not on the first request.
     role_map_of(reports.settings.jwt_role_map)
+    check_secret_length("BOTREPORTS_JWT_SECRET", reports.settings.jwt_secret)
+    if reports.settings.jwt_max_lifetime <= 0:
+        raise ValueError("BOTREPORTS_JWT_MAX_LIFETIME must be a positive number of seconds")
+
+
+def lifetime_problem(claims: dict, maximum: int, now: float) -> str:
+    """Why a token lives too long (``exp - iat``, or ``exp`` - now without ``iat``), or ''."""
+    issued = claims.get("iat")
+    start = issued if isinstance(issued, (int, float)) and not isinstance(issued, bool) else now
+    lifetime = claims["exp"] - start
+    if lifetime > maximum + LEEWAY_SECONDS:
+        return (f"the bearer token is valid for {lifetime:,.0f} s; this server accepts tokens valid for at most "
+                f"{maximum:,} s (BOTREPORTS_JWT_MAX_LIFETIME)")
+    return ""
 
 
 @hookimpl
@@ -87,6 +102,12 @@ def authenticate(request, reports):
         raise InvalidCredentials("the bearer token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise InvalidCredentials(f"the bearer token is not valid: {exc}") from None
+    too_long = lifetime_problem(claims, settings.jwt_max_lifetime, time.time())
+    if too_long:
+        raise InvalidCredentials(too_long)
+    revoked = reports.token_revoked(claims)
+    if revoked:
+        raise InvalidCredentials(f"the bearer token has been revoked: {revoked}")
     # botserver signs its refresh tokens with the same key: only an access token asks for data.
     if claims.get("type", "access") != "access":
         raise InvalidCredentials(f"the bearer token is a {claims.get('type')!r} token, not an access token")

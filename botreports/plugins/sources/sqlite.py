@@ -20,14 +20,18 @@ from .sqlite_compliance import ComplianceQueries
 from .sqlite_conversation_keys import TABLE as CONVERSATION_KEYS
 from .sqlite_conversation_keys import build_conversation_keys
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
-from .sqlite_conversation_rows import build_conversation_rows
+from .sqlite_conversation_rows import build_conversation_rows, conversation_rows_current
 from .sqlite_conversations import ConversationQueries
 from .sqlite_custom_metric import CustomMetricQueries
+from .sqlite_ownership import refused_rows
 from .sqlite_performance import PerformanceQueries
 from .sqlite_recorded_values import TABLE as RECORDED_VALUES
 from .sqlite_recorded_values import build_recorded_values, unrecorded_in
-from .sqlite_rollups import BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups
+from .sqlite_rollups import (BUCKET_MS, CONVERSATIONS_ROLLUP, ROLLUP_NAMES, build_rollups, has_rollups,
+                             rollups_current)
 from .sqlite_usage import UsageQueries, fold_llm
+from .sqlite_watermark import TABLE as WATERMARK
+from .sqlite_watermark import build_watermark, read_watermark
 from .sqlite_write import has_tables, write_transaction
 
 _SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "number": "REAL", "boolean": "INTEGER",
@@ -132,6 +136,7 @@ def create_indexes(conn: sqlite3.Connection) -> None:
     build_conversation_rows(conn)
     build_conversation_keys(conn)
     build_recorded_values(conn)
+    build_watermark(conn)
     conn.execute("ANALYZE")
 
 
@@ -244,7 +249,7 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
     def _forget_schema(self) -> None:
         """Forget what was learnt of the file's tables, columns and indexes (after it gained some)."""
         self._rollups = None
-        for kept in ("_tables", "_columns", "_indexes"):
+        for kept in ("_tables", "_columns", "_indexes", "_conversation_rows_current"):
             self.__dict__.pop(kept, None)
 
     def has_table(self, name: str) -> bool:
@@ -318,6 +323,11 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                     f" WHERE {where} GROUP BY {key}, user_id) GROUP BY 1")
         return f"SELECT {key}, count(DISTINCT user_id) FROM rollup_users WHERE {where} GROUP BY 1"
 
+    def watermark(self, scope: Scope) -> dict:
+        """What identifies the data the scope's organisation reads (``sqlite_watermark``): counts
+        of its rows ever written per table, and the newest instants written."""
+        return read_watermark(self.conn, scope.org_id)
+
     def has_column(self, table: str, column: str) -> bool:
         """Whether ``table`` has ``column``, generated columns included (older files may not)."""
         found = self.__dict__.setdefault("_columns", {})
@@ -358,6 +368,16 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
         Rows with an ``id`` replace an earlier row with the same id, so re-sending
         a batch is harmless.
         """
+        return self._write(events, None, checked=False)[0]
+
+    def write_owned_events(self, org_id: Optional[str],
+                           events: Sequence[Tuple[str, dict]]) -> Tuple[Dict[str, int], Dict[int, str]]:
+        """``write_events`` for an ingest by ``org_id`` (None: the local system), leaving out the
+        rows it may not write (``sqlite_ownership.refused_rows``), found inside the same write
+        transaction; returns the counts written and ``{position: problem}`` of the rows left out."""
+        return self._write(events, org_id, checked=True)
+
+    def _write(self, events, org_id, checked):
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
@@ -367,12 +387,16 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
             # A file written before the rollups (or the later ones), the conversation rows, the
             # keys catalog or the counts of recorded values existed gains them once; a file fed only by ingest gains the covering
             # indexes once too, as after a bulk load. SQLite keeps them all current from then on.
-            for tables, build in ((ROLLUP_NAMES, build_rollups), ((CONVERSATION_ROWS,), build_conversation_rows),
-                                  ((CONVERSATION_KEYS,), build_conversation_keys),
-                                  ((RECORDED_VALUES,), build_recorded_values)):
-                if not has_tables(conn, *tables):
+            # Rollups or conversation rows built by an earlier definition are rebuilt once too.
+            for tables, build, current in ((ROLLUP_NAMES, build_rollups, rollups_current),
+                                           ((CONVERSATION_ROWS,), build_conversation_rows, conversation_rows_current),
+                                           ((CONVERSATION_KEYS,), build_conversation_keys, None),
+                                           ((RECORDED_VALUES,), build_recorded_values, None)):
+                if not has_tables(conn, *tables) or (current is not None and not current(conn)):
                     build(conn)
                     self._forget_schema()
+            if not has_tables(conn, WATERMARK):  # counted from now on (sqlite_watermark)
+                build_watermark(conn)
             missing = missing_indexes(conn)
             for statement in missing:
                 conn.execute(statement)
@@ -380,46 +404,18 @@ class SqliteAnalytics(UsageQueries, ConversationQueries, PerformanceQueries, Com
                 self._forget_schema()
             counts: Dict[str, int] = {}
             with write_transaction(conn):
-                for table, row in events:
+                refused = refused_rows(conn, org_id, events) if checked else {}
+                for position, (table, row) in enumerate(events):
+                    if position in refused:
+                        continue
                     columns = list(TABLES[table])
                     verb = "INSERT OR REPLACE" if "id" in columns else "INSERT"
                     conn.execute(f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
                                  [row[c] for c in columns])
                     counts[table] = counts.get(table, 0) + 1
-            return counts
+            return counts, refused
         finally:
             conn.close()
-
-    def foreign_rows(self, org_id: str, events: Sequence[Tuple[str, dict]]) -> Dict[int, str]:
-        """``{position: problem}`` of the ``events`` an organisation may not write: a row whose id
-        another organisation's row already has (writing it would replace that row) or that names
-        another organisation's bot. Asked before ``write_events`` for an organisation's ingest."""
-        ids: Dict[str, set] = {}
-        bots = set()
-        for table, row in events:
-            if "id" in TABLES[table]:
-                ids.setdefault(table, set()).add(row["id"])
-            if row.get("bot_id") is not None:
-                bots.add(row["bot_id"])
-        taken = {table: self._ids_of_others(table, org_id, wanted) for table, wanted in ids.items()}
-        foreign_bots = self._ids_of_others("bots", org_id, bots)
-        problems: Dict[int, str] = {}
-        for position, (table, row) in enumerate(events):
-            if row.get("id") in taken.get(table, ()):
-                problems[position] = "id belongs to a row of another organisation"
-            elif row.get("bot_id") in foreign_bots:
-                problems[position] = "bot_id belongs to a bot of another organisation"
-        return problems
-
-    def _ids_of_others(self, table: str, org_id: str, values: set) -> set:
-        """Which of the ids ``values`` are held by rows of ``table`` of organisations other than ``org_id``."""
-        found, values = set(), sorted(values)
-        for start in range(0, len(values), 500):  # under SQLite's limit of bound parameters
-            chunk = values[start:start + 500]
-            found.update(value for (value,) in self.query(
-                f"SELECT id FROM {table} WHERE org_id != ? AND id IN ({', '.join('?' * len(chunk))})",
-                [org_id] + chunk))
-        return found
 
     # -- scope filters --------------------------------------------------
 
