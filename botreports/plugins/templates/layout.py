@@ -4,7 +4,8 @@ The layout positions trusted pieces (the rendered sections, the intro, the
 logo) through placeholders it can print but not alter: each placeholder is a
 random token that survives autoescaping. The layout's own output is sanitized
 with nh3 before the trusted pieces replace their tokens, so a layout can add
-headings and wrappers but never scripts, styles, links to files or fetches.
+headings and wrappers (the elements of ``LAYOUT_TAGS`` with their ``class``) but never
+links, images, scripts, styles or fetches.
 A template's intro is rendered in the sandbox as well and checked the same way.
 """
 from __future__ import annotations
@@ -37,8 +38,7 @@ def apply_layout(layout: str, context: Mapping, fragments: Mapping[str, str]) ->
                 for item in context.get("sections", ()) if item.get("key", item["name"]) in tokens]
     variables = {**context, "sections": sections,
                  "intro": tokens.get("intro", ""), "logo": tokens.get("logo", "")}
-    html = sanitized_markup(render_layout(layout, variables), "the template layout",
-                            extra_tags=LAYOUT_TAGS, extra_attributes=LAYOUT_ATTRIBUTES)
+    html = sanitized_markup(render_layout(layout, variables), "the template layout", _layout_only)
     for name, token in tokens.items():
         if token in html:
             html = html.replace(token, fragments[name])
@@ -47,7 +47,15 @@ def apply_layout(layout: str, context: Mapping, fragments: Mapping[str, str]) ->
     return html
 
 
-def sanitized_markup(html: str, what: str, **allowed) -> str:
+def _layout_only(html: str) -> str:
+    """Only the layout's wrapper elements with their ``class``: no links, images, tables or styles."""
+    import nh3
+
+    return nh3.clean(html, tags=LAYOUT_TAGS, attributes=LAYOUT_ATTRIBUTES, url_schemes=set(),
+                     clean_content_tags={"script", "style"}, link_rel=None)
+
+
+def sanitized_markup(html: str, what: str, sanitize=sanitize_html) -> str:
     """``html`` from the sandbox, measured and sanitized here again (the child's word is not taken).
 
     Measured before the sanitizer sees it (whose time grows with the square of
@@ -55,7 +63,7 @@ def sanitized_markup(html: str, what: str, **allowed) -> str:
     """
     problem = structure_problem(html)
     if problem is None:
-        html = sanitize_html(html, **allowed)
+        html = sanitize(html)
         problem = structure_problem(html)
     if problem:
         raise LayoutError(f"{what}: its output {problem}")
