@@ -54,6 +54,7 @@ def operations(live):
 OPERATIONS = ["GET /api/v1/reports/health", "POST /api/v1/reports/generate",
               "GET /api/v1/reports", "GET /api/v1/reports/{report_id}/status", "GET /api/v1/reports/{report_id}",
               "DELETE /api/v1/reports/{report_id}", "GET /api/v1/reports/{report_id}/download",
+              "POST /api/v1/reports/{report_id}/verify",
               "GET /api/v1/reports/schedule", "POST /api/v1/reports/schedule",
               "PUT /api/v1/reports/schedule/{schedule_id}", "DELETE /api/v1/reports/schedule/{schedule_id}",
               "GET /api/v1/reports/templates", "POST /api/v1/reports/templates",

@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Optional
 import attrs
 
 from .errors import ReportFailed
+from .manifest import report_manifest
 from .models import Principal, ReportDocument, Scope, SectionContext, SectionResult
 from .params import ReportSpec
 
@@ -58,6 +59,9 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
     under its name.
     """
     scope = Scope(org_id=principal.org_id, period=spec.period, bot_ids=spec.bot_ids, channel=spec.channel)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    manifest = report_manifest(spec.parameters(), source=source, scope=scope, report_id=report_id,
+                               computed_as_of=now)
     wanted = list(spec.sections)
     raw_name = report_types[spec.type].raw_data_section
     names = [s.name for s in wanted]
@@ -69,7 +73,7 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
         section = sections[requested.name]
         ctx = SectionContext(scope=scope, source=source, options=section_options(section, requested.options),
                              principal=principal, include_charts=spec.include_charts, reports=reports,
-                             settings=settings)
+                             settings=settings, now=now)
         try:
             blocks = section.collect(ctx) or []
         except ReportFailed:
@@ -95,9 +99,8 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
     presentation = reports.presentation_of(spec.template_id) if reports is not None and spec.template_id else {}
     return ReportDocument(
         title=spec.title, type=spec.type, period=spec.period,
-        generated_at=now or dt.datetime.now(dt.timezone.utc),
-        parameters=spec.parameters(), sections=results, report_id=report_id,
-        organization=principal.org_id, presentation=presentation)
+        generated_at=now, parameters=spec.parameters(), sections=results, report_id=report_id,
+        organization=principal.org_id, presentation=presentation, manifest=manifest)
 
 
 def _collect_concurrently(wanted: list, collect: Callable, workers: int, progress: Progress) -> list:

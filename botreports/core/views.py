@@ -26,6 +26,8 @@ def status_view(report: Report) -> dict:
         "created_at": _time(report.created_at),
         "started_at": _time(report.started_at),
         "completed_at": _time(report.completed_at),
+        # The artifact's SHA-256 (hex) once completed: the file cannot hold its own hash.
+        "sha256": report.artifact_sha256,
     }
 
 
@@ -74,7 +76,6 @@ def report_view(report: Report) -> dict:
         "file_name": report.filename,
         "file_size": report.artifact_size,
         "media_type": report.media_type,
-        "sha256": report.artifact_sha256,
         "attempts": report.attempts,
     }
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Optional
 
+from ...core.manifest import manifest_lines
 from ...core.scheduling import inclusive_days
 from .display_values import (NUMERIC_TYPES, as_local_datetime, change_of, format_cell, format_kpi_value,
                              kpi_parts, period_text)
@@ -136,6 +137,7 @@ def document_view(document, *, max_rows: int, media: str, charts: bool = True, p
         "intro": Markup(_template_intro(intro)) if intro else None,
         "logo": logo if isinstance(logo, str) and logo.startswith("data:image/") else None,
         "layout_html": None,
+        "manifest": manifest_lines(getattr(document, "manifest", None) or {}),
     }
 
 

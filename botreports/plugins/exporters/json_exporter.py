@@ -143,6 +143,7 @@ def export_json(document, stream, options):
                    "timezone": document.period.timezone},
         "generated_at": unstructure(document.generated_at),
         "parameters": document.parameters,
+        "manifest": document.manifest,
     }
     write(dumps(head)[:-1] + ', "sections": [')
     for s_index, section in enumerate(document.sections):

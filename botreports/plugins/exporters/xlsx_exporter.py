@@ -329,6 +329,25 @@ def write_about(workbook, names: SheetNames, document, notes: List[str], csv_not
     for note in notes:
         sheet.append([])
         sheet.append(["Note", safe_text(note)])
+    write_manifest(sheet, document)
+
+
+def write_manifest(sheet, document) -> None:
+    """The manifest (``core.manifest``) under its own heading: one label and its text a row."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    from ...core.manifest import manifest_lines
+
+    lines = manifest_lines(document.manifest)
+    if not lines:
+        return
+    sheet.append([])
+    heading = WriteOnlyCell(sheet, value="Manifest")
+    heading.font = Font(bold=True)
+    sheet.append([heading])
+    for label, text in lines:
+        sheet.append([safe_text(label), safe_text(text)])
 
 
 def export_xlsx(document, stream, options):
