@@ -286,6 +286,15 @@ class BotserverAnalytics:
         query then reads botserver's rows)."""
         return self.rollups.coverage(self.query)
 
+    def watermark(self, scope: Scope) -> dict:
+        """The newest instant botserver wrote in each table the scope's organisation reads, and the
+        rollups' generation (``botserver_watermark``)."""
+        from .botserver_watermark import read_watermark
+
+        coverage = self.coverage()
+        state = {"generation": coverage.generation, "covered_until": coverage.covered_until} if coverage else None
+        return read_watermark(self.query, scope.org_id, state)
+
     def _plan(self, scope: Scope, **extra):
         """``(plan, params)``: how the scope's messages are read, and the query parameters."""
         plan = plan_period(scope.period.start, scope.period.end, scope.period.timezone, self.coverage())
