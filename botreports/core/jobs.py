@@ -162,6 +162,8 @@ def run_report(reports, report_id: str, worker: str, lease_seconds: Optional[flo
 def _failed(reports, report: Report, worker: str, exc: BaseException, path: Optional[Path]) -> None:
     settings, store = reports.settings, reports.store
     reason = exc.message if isinstance(exc, BotReportsError) else f"{type(exc).__name__}: {exc}"
+    # One line a status can show: drivers' messages carry newlines, tabs and advice lines.
+    reason = " ".join(reason.split())[:1000]
     attempts = (store.report_row(report.id) or {}).get("attempts") or 1
     if is_transient(exc) and attempts < settings.max_attempts:
         delay = backoff(settings, attempts)

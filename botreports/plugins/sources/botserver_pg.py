@@ -19,6 +19,7 @@ import re
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -49,6 +50,8 @@ URL_OPTIONS = ("statement_timeout", "schema", "pool_min", "pool_max", "automatio
 DEFAULT_WORK_MEM = "64MB"
 DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
 DEFAULT_POOL_MAX = 4
+#: Seconds a query waits for a pooled connection (all lent, or botserver not answering).
+POOL_WAIT_S = 15.0
 #: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
 #: nearest rank ceil(p * n / 100) whatever the float rounding of p/100 * n.
 FRACTIONS = [p / 100 - 1e-9 for p in PERCENTILES]
@@ -64,6 +67,41 @@ def parse_duration_ms(text) -> int:
         raise ValueError(f"statement_timeout must be milliseconds or a duration like 30s, not {text!r}")
     value, unit = int(match.group(1)), match.group(2) or "ms"
     return value * {"ms": 1, "s": 1000, "min": 60_000}[unit]
+
+
+class BotserverUnavailable(ReportFailed):
+    """botserver's database could not be used for now (connection lost or refused); retried."""
+
+    code = "source_unavailable"
+    transient = True
+
+    def __init__(self, message, lost: bool = False):
+        super().__init__(message)
+        #: The connection broke under a query (rather than none could be opened).
+        self.lost = lost
+
+
+#: SQLSTATEs of a session the server ended: terminated by an administrator, a crash, a shutdown.
+SESSION_ENDED = {"57P01": "terminated by the server's administrator", "57P02": "the server crashed",
+                 "57P03": "the server is not accepting connections"}
+
+
+def connection_lost(exc) -> bool:
+    """Whether a psycopg ``OperationalError`` means the connection is gone (no SQLSTATE: the
+    socket closed; class 08: connection exceptions; 57P0x: the server ended the session)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in SESSION_ENDED
+
+
+def lost_reason(exc) -> str:
+    """libpq's words in one short line, without the server's address or its advice lines."""
+    state = getattr(exc, "sqlstate", None)
+    if state in SESSION_ENDED:
+        return SESSION_ENDED[state]
+    first = (str(exc).strip().splitlines() or [""])[0]
+    first = re.sub(r'connection to server (at|on) "[^"]*"( \([^)]*\))?(, port \d+)? failed: ', "", first)
+    first = re.sub(r"^(consuming input|sending query( and params)?) failed: ", "", first)
+    return " ".join(first.split())[:200] or type(exc).__name__
 
 
 def split_url(url: str):
@@ -190,7 +228,9 @@ class BotserverAnalytics:
 
         given = conninfo_to_dict(self.conninfo).get("options") or ""
         # Every transaction is read-only: a report can never change botserver's data.
-        ours = [f"-c statement_timeout={self.statement_timeout_ms}", "-c default_transaction_read_only=on",
+        # A wait for a lock (a migration, VACUUM FULL) is cut at the same bound by lock_timeout as well.
+        ours = [f"-c statement_timeout={self.statement_timeout_ms}", f"-c lock_timeout={self.statement_timeout_ms}",
+                "-c default_transaction_read_only=on",
                 "-c TimeZone=UTC", "-c application_name=botreports", f"-c work_mem={self.work_mem}"]
         if self.schema:
             ours.append(f"-c search_path={self.schema}")
@@ -205,11 +245,38 @@ class BotserverAnalytics:
                 def configure(conn):
                     conn.read_only = True
 
+                # check: a pooled connection is tested (an empty query) before it is lent, so one
+                # that botserver's side closed (pg_terminate_backend, a restart) is replaced instead
+                # of failing the report that gets it.
                 self._pool = ConnectionPool(
                     self.conninfo, min_size=min(self.pool_min, self.pool_max), max_size=self.pool_max,
-                    kwargs={"options": self._connect_options()}, configure=configure, timeout=15,
-                    name="botreports-botserver", open=True)
+                    kwargs={"options": self._connect_options()}, configure=configure, timeout=POOL_WAIT_S,
+                    check=ConnectionPool.check_connection, name="botreports-botserver", open=True)
             return self._pool
+
+    @contextmanager
+    def _connection(self):
+        """A pooled connection, with its failures said in one clean line: a query past the
+        statement or lock timeout fails for good (``_timed_out``); a connection lost or not
+        to be had is ``BotserverUnavailable``, which the worker retries."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
+            raise self._timed_out(exc) from None  # final: a retry would be as slow
+        except PoolTimeout as exc:
+            log.warning("no connection to botserver's database: %s", exc)
+            raise BotserverUnavailable(
+                f"no connection to botserver's database could be opened within {POOL_WAIT_S:g} s") from None
+        except psycopg.OperationalError as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("connection to botserver's database lost: %r", str(exc))
+            raise BotserverUnavailable(f"the connection to botserver's database was lost ({lost_reason(exc)})",
+                                       lost=True) from None
 
     def close(self) -> None:
         with self._lock:
@@ -218,23 +285,27 @@ class BotserverAnalytics:
                 self._pool = None
 
     def _timed_out(self, exc) -> ReportFailed:
-        log.warning("botserver query cancelled after %d ms: %s", self.statement_timeout_ms, exc)
+        log.warning("botserver query cancelled after %d ms: %r", self.statement_timeout_ms, str(exc))
         return ReportFailed(
             f"an analytics query on botserver's database ran longer than the statement timeout of "
             f"{self.statement_timeout_ms / 1000:g} s and was cancelled; choose a shorter period or fewer "
             f"sections, or raise statement_timeout (BOTREPORTS_PG_STATEMENT_TIMEOUT)")
 
     def query(self, sql: str, params=None) -> List[tuple]:
-        """Rows of one read-only query with named or positional parameters."""
-        import psycopg
-
-        try:
-            with self.pool.connection() as conn:
-                with conn.cursor() as cur:
-                    cur.execute(sql, params)
-                    rows = cur.fetchall() if cur.description else []
-        except psycopg.errors.QueryCanceled as exc:
-            raise self._timed_out(exc) from None  # final: a retry would be as slow
+        """Rows of one read-only query with named or positional parameters. A connection lost
+        before the rows arrived (botserver restarted, the session terminated) is replaced and the
+        query run once more: it only reads, and nothing of it was used."""
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    with conn.cursor() as cur:
+                        cur.execute(sql, params)
+                        rows = cur.fetchall() if cur.description else []
+                break
+            except BotserverUnavailable as exc:
+                if attempt == 2 or not exc.lost:
+                    raise
+                log.warning("running a botserver query again on a new connection: %s", exc.message)
         return [tuple(_plain(v) for v in row) for row in rows]
 
     def stream(self, sql: str, params=None, size: int = 2000) -> Iterator[tuple]:
@@ -242,7 +313,7 @@ class BotserverAnalytics:
         import psycopg
 
         try:
-            with self.pool.connection() as conn:
+            with self._connection() as conn:
                 with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
                     cur.itersize = size
                     cur.execute(sql, params)
@@ -259,7 +330,7 @@ class BotserverAnalytics:
         from psycopg import sql as pgsql
 
         try:
-            with self.pool.connection() as conn:
+            with self._connection() as conn:
                 with psycopg.ClientCursor(conn) as client:
                     text = client.mogrify(sql, params)  # parameters quoted by psycopg, into the COPY
                 with conn.cursor() as cur:
