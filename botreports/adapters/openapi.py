@@ -108,7 +108,8 @@ def schemas(reports) -> Dict[str, Any]:
     status = {
         "report_id": {"type": "string", "examples": ["rpt-3kq9Zb1x"]},
         "state": {"type": "string", "enum": list(REPORT_STATES)},
-        "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100,
+                     "description": "Percent done; grows within an attempt and starts again from 0 when a retry starts"},
         "stage": {"type": "string"},
         "error": NULLABLE_STRING,
         "created_at": NULLABLE_TIME,
