@@ -244,3 +244,37 @@ def test_schedule_run_shows_its_report_failed_with_the_reason(jobs):
     jobs.delete(admin, run["report_id"])
     (gone,) = jobs.schedule_info(admin, schedule.id)["last_runs"]
     assert (gone["state"], gone["report_state"]) == ("enqueued", None)
+
+
+def test_lost_queue_message_is_enqueued_again_within_about_two_minutes_by_default(tmp_path, botreports_demo_db,
+                                                                                 system_principal):
+    # The fault: with the queue flushed, a report stayed pending for ten minutes by default.
+    import shutil
+
+    class FlushedQueue:
+        name, synchronous = "flushed", False
+
+        def bind(self, reports):
+            self.sent = []
+
+        def enqueue(self, report_id, delay=None):
+            self.sent.append(report_id)
+
+        def start(self):
+            return None
+
+        def stop(self):
+            return None
+
+    shutil.copy(botreports_demo_db, tmp_path / "analytics.db")
+    queue = FlushedQueue()
+    rk = Reports(data_dir=tmp_path, load_entrypoints=False, queue=queue)
+    try:
+        assert rk.settings.requeue_after == 120
+        report = rk.generate(system_principal, custom({"type": "usage_summary"}))
+        created = rk.store.get_report(report.id).created_at
+        assert rk.reconcile(created + dt.timedelta(seconds=100))["requeued"] == 0
+        assert rk.reconcile(created + dt.timedelta(seconds=121))["requeued"] == 1
+        assert queue.sent == [report.id, report.id]
+    finally:
+        rk.close()
