@@ -225,3 +225,43 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_failure_budget(tmp_path,
     finally:
         live.stop()
         live.reports.close()
+
+
+def test_serve_writes_one_line_per_request_whatever_the_path_holds(tmp_path):
+    """The service as deployed: ``botreports serve`` logging to stderr through its own handlers."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    import requests
+
+    process = subprocess.Popen([sys.executable, "-m", "botreports.adapters.cli", "serve", "--data-dir", str(tmp_path),
+                                "--port", "0", "--workers", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "BOTREPORTS_LOAD_PLUGINS": ""})
+    lines, ready, url = [], threading.Event(), {}
+
+    def read():
+        for line in process.stderr:
+            lines.append(line)
+            found = re.search(r"serving (http://127\.0\.0\.1:\d+)/api/v1/reports", line)
+            if found:
+                url["base"] = found.group(1)
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(60), "".join(lines)
+        forged = "%0a2026-01-01 00:00:00,000 INFO botreports.http: 10.0.0.1 GET /admin 200"
+        for path in (f"{BASE}/rpt-x{forged}", f"/nothing{forged}"):
+            assert requests.get(url["base"] + path.replace(" ", "%20"), timeout=10).status_code in (401, 404)
+        deadline = time.monotonic() + 10
+        while sum("rpt-x" in line or "/nothing" in line for line in lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert sum("rpt-x\\x0a2026-01-01" in line or "/nothing\\x0a2026-01-01" in line for line in lines) == 2
+    assert not any(line.startswith("2026-01-01 00:00:00,000") for line in lines), "".join(lines)

@@ -277,8 +277,13 @@ def _service(args):
     """The long-running commands' start: log lines on stderr, the queue, and ``Reports`` on it."""
     import logging
 
+    from .log_escaping import EscapeControlCharacters
     from .queue import make_queue
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every line of the service (waitress's, the worker's, a failed report's reason), not only the
+    # access log, may quote what a client sent: none of them can start a line of its own.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(EscapeControlCharacters())
     queue = make_queue(args.queue, _data_dir(args.data_dir), args.workers)
     return queue, _reports(args, queue=queue)
 
