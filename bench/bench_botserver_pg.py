@@ -9,18 +9,22 @@ the 30 days (America/New_York, all organisations) from the SQLite file, from
 PostgreSQL without rollups and from PostgreSQL with rollups just rebuilt, each
 run in a fresh process so its time and peak memory are its own; then writes
 100k new messages into botserver's tables and times the refresh that takes them
-into the rollups. The database is dropped at the end unless ``--keep``.
+into the rollups. The database is dropped at the end unless ``--keep``; ``--reuse DIR``
+times again on what such a run kept (the new messages of its refresh taken out), and
+``--repeat N`` times each SQLite and warm run N times, in turns, for medians.
 
 Targets on a 2-core machine at 10M messages: warm <= 1.5x the SQLite source and
 <= 5 s per type; the incremental refresh after 100k new messages <= 10 s.
 
-    python bench/bench_botserver_pg.py --admin postgresql://postgres@127.0.0.1/test [--messages 1000000]
+    python bench/bench_botserver_pg.py --admin postgresql://postgres@127.0.0.1/test [--messages 1000000] [--keep]
+    python bench/bench_botserver_pg.py --reuse /tmp/bench-botserver-XXXX --repeat 5 --skip-cold
 """
 import argparse
 import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report_types import END, TYPES  # noqa: E402  (the same types and period)
 
 NEW_MESSAGES = 100_000
+#: What ``new_messages`` writes as each message's text (and ``--reuse`` deletes).
+NEW_TEXT = "enc:v1:new"
+#: What a run keeps in its folder for ``--reuse``: the database's URL, the SQLite file.
+KEPT = "kept.json"
 
 
 def one(data_dir: Path, source: str, report_type: str) -> None:
@@ -90,80 +98,156 @@ def new_messages(url: str, count: int) -> dt.datetime:
             for k in range(count):
                 session, user, _ = sessions[(k // 2) % len(sessions)]
                 at = now - dt.timedelta(minutes=10) + dt.timedelta(microseconds=int(k * 600e6 / count))
-                copy.write_row((uuid.uuid4(), session, user, 1 + k % 2, "enc:v1:new", 0, index[session], at))
+                copy.write_row((uuid.uuid4(), session, user, 1 + k % 2, NEW_TEXT, 0, index[session], at))
                 index[session] += 1
         conn.execute("ANALYZE message_history")
     return now
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def prepare(args, work: Path) -> dict:
+    """A new database loaded with N messages and its canonical SQLite file, or (``--reuse``) those
+    of an earlier ``--keep`` run with what its refresh measurement added taken out again."""
+    from botreports.plugins.sources.botserver_fixture import create_botserver_database, expected_canonical, load_botserver
+    from botreports.plugins.sources.synthetic import generate
+
+    if args.reuse:
+        kept = json.loads((work / KEPT).read_text())
+        removed = remove_new_messages(kept["url"])
+        print(f"reusing {kept['url']} ({kept['messages']:,} messages) and {kept['sqlite']}"
+              + (f"; {removed:,} messages of an earlier refresh measurement removed" if removed else ""), flush=True)
+        return kept
+    started = time.perf_counter()
+    generate(work / "canonical.db", days=30, bots=20, messages=args.messages, seed=1, end_date=END)
+    print(f"demo data: {time.perf_counter() - started:.0f} s", flush=True)
+    url = create_botserver_database(args.admin)
+    kept = {"url": url, "messages": args.messages, "sqlite": None}
+    (work / KEPT).write_text(json.dumps(kept))  # dropped at the end unless --keep
+    started = time.perf_counter()
+    counts = load_botserver(url, work / "canonical.db")
+    print(f"botserver's tables (its migrations) loaded in {time.perf_counter() - started:.0f} s: "
+          + ", ".join(f"{n:,} {t}" for t, n in counts.items()), flush=True)
+    started = time.perf_counter()
+    kept["sqlite"] = str(expected_canonical(work / "canonical.db", work / "analytics.db"))
+    print(f"the same rows as a canonical SQLite file in {time.perf_counter() - started:.0f} s", flush=True)
+    (work / KEPT).write_text(json.dumps(kept))
+    return kept
+
+
+def remove_new_messages(url: str) -> int:
+    """Delete the messages ``new_messages`` wrote in an earlier run, so the database holds the same
+    rows as the SQLite file again; returns how many."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        removed = conn.execute("DELETE FROM message_history WHERE content_encrypted = %s", [NEW_TEXT]).rowcount
+        if removed:
+            conn.execute("VACUUM ANALYZE message_history")
+    return removed
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--admin", help="PostgreSQL URL of a role that may create databases (required)")
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--keep", action="store_true", help="keep the database and files (printed)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the database and files, to --reuse them (loading 10M messages takes ~10 min)")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="the folder a --keep run printed: its database and SQLite file, not loaded again")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time each SQLite and warm run this many times, in turns, and report medians")
+    parser.add_argument("--types", default=",".join(TYPES), help="report types, comma-separated")
+    parser.add_argument("--skip-cold", action="store_true", help="leave out the runs without rollups")
+    parser.add_argument("--skip-refresh", action="store_true",
+                        help="leave out the incremental refresh after 100k new messages")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         return one(args.data_dir, args.source, args.one)
-    if not args.admin:
-        parser.error("--admin is required")
+    if not args.admin and not args.reuse:
+        parser.error("--admin is required (or --reuse DIR)")
+    types = [t for t in args.types.split(",") if t]
+    if not set(types) <= set(TYPES):
+        parser.error(f"--types takes {', '.join(TYPES)}")
 
-    from botreports.plugins.sources.botserver_fixture import (create_botserver_database, drop_botserver_database,
-                                                              expected_canonical, load_botserver)
+    from botreports.plugins.sources.botserver_fixture import drop_botserver_database
     from botreports.plugins.sources.botserver_pg import BotserverAnalytics
-    from botreports.plugins.sources.synthetic import generate
 
-    work = Path(tempfile.mkdtemp(prefix="bench-botserver-"))
-    print(f"{args.messages:,} messages; load average {os.getloadavg()[0]:.1f}", flush=True)
-    started = time.perf_counter()
-    generate(work / "canonical.db", days=30, bots=20, messages=args.messages, seed=1, end_date=END)
-    print(f"demo data: {time.perf_counter() - started:.0f} s", flush=True)
-    url = create_botserver_database(args.admin)
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="bench-botserver-"))
+    keep = args.keep or bool(args.reuse)
+    print(f"{'reusing ' + str(work) if args.reuse else f'{args.messages:,} messages'};"
+          f" load average {load_average():.1f}", flush=True)
+    kept = None
     try:
-        started = time.perf_counter()
-        counts = load_botserver(url, work / "canonical.db")
-        print(f"botserver's tables (its migrations) loaded in {time.perf_counter() - started:.0f} s: "
-              + ", ".join(f"{n:,} {t}" for t, n in counts.items()), flush=True)
-        started = time.perf_counter()
-        lite = expected_canonical(work / "canonical.db", work / "analytics.db")
-        print(f"the same rows as a canonical SQLite file in {time.perf_counter() - started:.0f} s", flush=True)
+        kept = prepare(args, work)
+        url, lite = kept["url"], f"sqlite://{kept['sqlite']}"
 
-        rows = {}
-        for report_type in TYPES:
-            rows[report_type] = {"sqlite": timed(work, f"sqlite://{lite}", report_type),
-                                 "cold": timed(work, with_options(url, rollups="off", statement_timeout="10min"),
-                                               report_type)}
+        def sample(source: str, report_type: str) -> dict:
+            before = load_average()
+            result = timed(work, source, report_type)
+            return {**result, "load": (before + load_average()) / 2}
+
+        rows = {t: {"sqlite": [], "cold": [], "warm": []} for t in types}
+        if not args.skip_cold:
+            for report_type in types:
+                rows[report_type]["cold"].append(
+                    sample(with_options(url, rollups="off", statement_timeout="10min"), report_type))
         source = BotserverAnalytics(url)
         rebuilt = source.rebuild_rollups()
         print(rebuilt.describe(), flush=True)
-        for report_type in TYPES:
-            rows[report_type]["warm"] = timed(work, with_options(url, statement_timeout="10min"), report_type)
+        warm = with_options(url, statement_timeout="10min")
+        for turn in range(args.repeat):
+            for report_type in types:  # in turns, so each pair of runs meets about the same load
+                rows[report_type]["sqlite"].append(sample(lite, report_type))
+                rows[report_type]["warm"].append(sample(warm, report_type))
+            print(f"turn {turn + 1}/{args.repeat}: " + ", ".join(
+                f"{t} {rows[t]['sqlite'][-1]['seconds']:.2f} / {rows[t]['warm'][-1]['seconds']:.2f} s"
+                f" (load {rows[t]['warm'][-1]['load']:.1f})" for t in types), flush=True)
+        report(rows, args.repeat)
 
-        print(f"\nload average {os.getloadavg()[0]:.1f}")
-        print(f"{'type':<15}{'SQLite s':>10}{'MB':>6}{'PG cold s':>11}{'x SQLite':>10}{'PG warm s':>11}"
-              f"{'x SQLite':>10}{'MB':>6}")
-        for report_type, r in rows.items():
-            lite_s = r["sqlite"]["seconds"]
-            print(f"{report_type:<15}{lite_s:>10.2f}{r['sqlite']['peak_mb']:>6.0f}{r['cold']['seconds']:>11.2f}"
-                  f"{r['cold']['seconds'] / lite_s:>9.1f}x{r['warm']['seconds']:>11.2f}"
-                  f"{r['warm']['seconds'] / lite_s:>9.1f}x{r['warm']['peak_mb']:>6.0f}")
-
-        started = time.perf_counter()
-        written_at = new_messages(url, NEW_MESSAGES)
-        print(f"\n{NEW_MESSAGES:,} new messages written in {time.perf_counter() - started:.0f} s", flush=True)
-        # The refresh of the next quarter hour: the one whose window takes the new messages in
-        # (until then they are read from botserver's rows).
-        refreshed = source.refresh_rollups(now=written_at + dt.timedelta(minutes=16))
-        print(f"incremental refresh: {refreshed.describe()}")
+        if not args.skip_refresh:
+            started = time.perf_counter()
+            written_at = new_messages(url, NEW_MESSAGES)
+            print(f"\n{NEW_MESSAGES:,} new messages written in {time.perf_counter() - started:.0f} s", flush=True)
+            # The refresh of the next quarter hour: the one whose window takes the new messages in
+            # (until then they are read from botserver's rows).
+            load = load_average()
+            refreshed = source.refresh_rollups(now=written_at + dt.timedelta(minutes=16))
+            print(f"incremental refresh: {refreshed.describe()} (load average {load:.1f})")
         source.close()
     finally:
-        if args.keep:
-            print(f"kept: {url} and {work}")
+        if keep:
+            print(f"kept: {kept['url'] if kept else 'nothing'} and {work}; run again with --reuse {work}")
         else:
-            drop_botserver_database(args.admin, url)
+            if kept is not None:
+                drop_botserver_database(args.admin, kept["url"])
             shutil.rmtree(work, ignore_errors=True)
+
+
+def report(rows: dict, repeat: int) -> None:
+    """The medians of each type and source, the ratios of the medians and the load while timing."""
+    def cell(samples, key="seconds"):
+        return statistics.median([s[key] for s in samples]) if samples else float("nan")
+
+    print(f"\nmedians of {repeat} run(s) each; load average while timing"
+          f" {min(s['load'] for r in rows.values() for k in r.values() for s in k):.1f}"
+          f"-{max(s['load'] for r in rows.values() for k in r.values() for s in k):.1f}")
+    print(f"{'type':<15}{'SQLite s':>10}{'MB':>6}{'PG cold s':>11}{'x SQLite':>10}{'PG warm s':>11}"
+          f"{'x SQLite':>10}{'MB':>6}{'min-max warm s':>16}")
+    for report_type, r in rows.items():
+        lite_s, cold_s, warm_s = cell(r["sqlite"]), cell(r["cold"]), cell(r["warm"])
+        spread = f"{min(s['seconds'] for s in r['warm']):.2f}-{max(s['seconds'] for s in r['warm']):.2f}"
+        cold = f"{cold_s:>11.2f}{cold_s / lite_s:>9.1f}x" if r["cold"] else f"{'-':>11}{'-':>10}"
+        print(f"{report_type:<15}{lite_s:>10.2f}{cell(r['sqlite'], 'peak_mb'):>6.0f}{cold}"
+              f"{warm_s:>11.2f}{warm_s / lite_s:>9.2f}x{cell(r['warm'], 'peak_mb'):>6.0f}{spread:>16}")
+    print("ratios of each turn (warm / SQLite): " + "; ".join(
+        f"{t} " + " ".join(f"{w['seconds'] / s['seconds']:.2f}" for s, w in zip(r["sqlite"], r["warm"]))
+        for t, r in rows.items()))
 
 
 if __name__ == "__main__":

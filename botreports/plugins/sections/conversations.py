@@ -209,7 +209,7 @@ def conversations_raw(ctx):
     missing = unrecorded(ctx)
     columns = not_recorded_columns(RAW_COLUMNS, [name for measure, names in RAW_MEASURES if measure in missing
                                                  for name in names])
-    # Blanked rows are read one by one (a source's ready JSON text of them would carry its zeros).
+    # A source's rows blank their columns themselves when they can (keeping their JSON text).
     return [Table("Conversations", columns, blanked(table_rows, columns), raw=True)]
 
 

@@ -45,12 +45,20 @@ def not_recorded_columns(columns: Sequence[Column], names: Iterable[str]) -> tup
 
 def blanked(rows: Iterable, columns: Sequence[Column]) -> Iterable:
     """``rows`` with the cells of unavailable columns empty (whatever a source put there, a sum
-    of nothing is 0, is not a value): a list for a list, lazily for a raw table's iterator."""
+    of nothing is 0, is not a value): a list for a list, lazily for a raw table's iterator.
+
+    A raw table whose rows can blank columns themselves (``rows.blanked(indexes)``, a source
+    leaving them out of its query) does so, and keeps what else it offers, such as its rows
+    as ready JSON text (``json_text``), which wrapping it would lose.
+    """
     empty = [index for index, column in enumerate(columns) if column.unavailable]
     if not empty:
         return rows
     if isinstance(rows, (list, tuple)):
         return list(_blanked(rows, empty))
+    own = getattr(rows, "blanked", None)
+    if own is not None:
+        return own(empty)
     return _blanked(rows, empty)
 
 

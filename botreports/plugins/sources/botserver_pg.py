@@ -29,8 +29,8 @@ from ... import hookimpl
 from ...core.datasource import PERCENTILES
 from ...core.errors import ReportFailed
 from ...core.models import DataSourceFactory, Scope
+from .botserver_conversation_table import BotserverConversationTable, table_cells
 from .botserver_custom import compile_metric, order_groups
-from .sqlite_conversation_table import _Labels
 from .botserver_rollup_reads import Coverage, Plan, RollupReader, RollupSQL, plan_period
 from .botserver_rollups import URL_OPTIONS as ROLLUP_OPTIONS
 from .botserver_rollups import RollupSettings, RollupWriter
@@ -344,6 +344,29 @@ class BotserverAnalytics:
                                 batch = []
                         if batch:
                             yield batch
+        except psycopg.errors.QueryCanceled as exc:
+            raise self._timed_out(exc) from None  # final: a retry would be as slow
+
+    def text_batches(self, sql: str, params, size: int = 2000) -> Iterator[list]:
+        """Rows of one query, ``size`` a list of tuples, through a server-side cursor planned for
+        all its rows (not for the first tenth, as a cursor is by default), with floats written
+        to their shortest exact digits (``extra_float_digits`` 1, whatever the role's setting):
+        for rows PostgreSQL writes as text, such as a raw table's JSON (the driver makes each
+        batch's strings in C, and nothing holds them all)."""
+        import psycopg
+
+        try:
+            with self._connection() as conn:
+                with conn.transaction():
+                    conn.execute("SET LOCAL cursor_tuple_fraction = 1")
+                    conn.execute("SET LOCAL extra_float_digits = 1")
+                    with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
+                        cur.execute(sql, params)
+                        while True:
+                            rows = cur.fetchmany(size)
+                            if not rows:
+                                return
+                            yield rows
         except psycopg.errors.QueryCanceled as exc:
             raise self._timed_out(exc) from None  # final: a retry would be as slow
 
@@ -732,29 +755,15 @@ class BotserverAnalytics:
                 record["avg_latency_ms"] = round(record["avg_latency_ms"], 3)
             yield record
 
-    def conversation_table_rows(self, scope: Scope, user_label) -> Iterator[list]:
+    def conversation_table_rows(self, scope: Scope, user_label) -> BotserverConversationTable:
         """The rows of ``conversation_rows`` as lists in the conversations raw table's column order
         (id, bot_id, channel, ``user_label`` of the user, started_at, ended_at, duration in seconds,
-        message_count, messages_in, messages_out, errors, avg_latency_ms, status, satisfaction).
-
-        A row per conversation: PostgreSQL spells the ids as text and the rows stream by COPY,
-        read on a thread of their own while Python shapes the batch before.
-        """
+        message_count, messages_in, messages_out, errors, avg_latency_ms, status, satisfaction),
+        or as the JSON export's text of them, spelled by PostgreSQL (``json_text``)."""
         counted, p = self._counted(scope)
-        sql = (f"SELECT c.id::text, c.bot_id::text, c.channel, c.user_id::text, c.started_at, c.ended_at,"
-               f" ({DURATION} / 1000.0)::float8, c.message_count, c.messages_in, c.messages_out, NULL::int,"
-               f" c.avg_latency, c.status, c.satisfaction FROM {counted} c"
-               f" WHERE {scope_where(scope, 'started_at', alias='c')} ORDER BY c.started_at, c.id")
-        types = ("text", "text", "text", "text", "timestamptz", "timestamptz", "float8", "int8", "int8", "int8",
-                 "int4", "float8", "text", "int4")
-        labels = _Labels(user_label)
-        # One unpacking and one list display per row; instants come as aware UTC datetimes
-        # already (the connection's TimeZone is UTC).
-        for rows in self.copy_batches(sql, p, types):
-            for (id_, bot, channel, user, started, ended, duration, count, m_in, m_out, errors, latency, status,
-                 rating) in rows:
-                yield [id_, bot, channel, labels[user], started, ended, duration, count, m_in, m_out, errors,
-                       latency if latency is None else round(latency, 3), status, rating]
+        return BotserverConversationTable(
+            self, table_cells(DURATION), f"FROM {counted} c WHERE {scope_where(scope, 'started_at', alias='c')}",
+            p, user_label)
 
     # -- performance ----------------------------------------------------
 
