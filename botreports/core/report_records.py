@@ -18,9 +18,17 @@ from .convert import unstructure
 RECORD_VERSION = 1
 
 
+def _digest_default(value):
+    """How a row's cells that JSON lacks are hashed: an aware instant as its Unix seconds (a C
+    call, five times cheaper than ISO text, the same for every spelling of the instant)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.timestamp()
+    return _default(value)
+
+
 def _default(value):
     if isinstance(value, dt.datetime):
-        return unstructure(value)
+        return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, (set, frozenset)):
@@ -33,26 +41,40 @@ def _row_encoder():
     costs more than encoding a short row); a pure Python encoder without the C accelerator."""
     make = json.encoder.c_make_encoder
     if make is None:
-        encoder = json.JSONEncoder(default=_default, ensure_ascii=False, separators=(",", ":"))
-        return lambda row: encoder.encode(list(row)).encode("utf-8")
-    encode = make(None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    return lambda row: "".join(encode(row if isinstance(row, list) else list(row), 0)).encode("utf-8")
+        encoder = json.JSONEncoder(default=_digest_default, ensure_ascii=False, separators=(",", ":"))
+        return lambda row: encoder.encode(list(row))
+    encode = make(None, _digest_default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    return lambda row: "".join(encode(row if isinstance(row, list) else list(row), 0))
 
 
-row_bytes = _row_encoder()
+row_text = _row_encoder()
+#: Rows encoded before their text is hashed in one call.
+HASH_EVERY = 2048
 
 
 class RowDigest:
     """A running SHA-256 over table rows: each row as compact JSON, then a newline."""
 
     def __init__(self):
-        self.sha = hashlib.sha256()
+        self._sha = hashlib.sha256()
+        self._pending: list = []
         self.rows = 0
 
     def add(self, row) -> None:
-        self.sha.update(row_bytes(row))
-        self.sha.update(b"\n")
+        self._pending.append(row_text(row))
         self.rows += 1
+        if len(self._pending) >= HASH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._pending.append("")
+            self._sha.update("\n".join(self._pending).encode("utf-8"))
+            self._pending = []
+
+    def hexdigest(self) -> str:
+        self._flush()
+        return self._sha.hexdigest()
 
     def add_all(self, rows: Iterable, limit: Optional[int] = None) -> bool:
         """Add the rows (at most ``limit``); True if ``rows`` ran out."""
@@ -81,8 +103,9 @@ class TracedRows:
             self.json_text = self._json_text
 
     def __iter__(self) -> Iterator:
+        add = self.digest.add
         for row in self._rows:
-            self.digest.add(row)
+            add(row)
             yield row
         self.complete = True
 
@@ -99,7 +122,7 @@ class TracedRows:
         if self.form == "json_text":
             return {"form": "json_text", "rows": None, "complete": self.complete, "sha256": self._text.hexdigest()}
         return {"form": "rows", "rows": self.digest.rows, "complete": self.complete,
-                "sha256": self.digest.sha.hexdigest()}
+                "sha256": self.digest.hexdigest()}
 
 
 def kept_whole(table) -> bool:
@@ -133,7 +156,7 @@ def replay_digest(rows, kept: dict) -> dict:
     limit = None if kept.get("complete") or kept.get("rows") is None else int(kept["rows"])
     source = rows._rows if isinstance(rows, TracedRows) else rows
     complete = digest.add_all(iter(source), limit)
-    return {"form": "rows", "rows": digest.rows, "complete": complete, "sha256": digest.sha.hexdigest()}
+    return {"form": "rows", "rows": digest.rows, "complete": complete, "sha256": digest.hexdigest()}
 
 
 def _table_record(table, replay: Optional[dict]) -> dict:
@@ -148,7 +171,7 @@ def _table_record(table, replay: Optional[dict]) -> dict:
     digest = RowDigest()  # a raw table given as a list: every row is at hand
     digest.add_all(table.rows)
     return {**head, "digest": {"form": "rows", "rows": digest.rows, "complete": True,
-                               "sha256": digest.sha.hexdigest()}}
+                               "sha256": digest.hexdigest()}}
 
 
 def document_record(document, like: Optional[dict] = None) -> dict:
