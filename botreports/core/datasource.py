@@ -8,12 +8,18 @@ aggregates in the database. Rules every implementation keeps:
 
 - Days and hours are local to ``scope.period.timezone``, DST included; a day
   is ``datetime.date``, an instant an aware UTC ``datetime``.
-- Percentiles are exact nearest-rank percentiles (PostgreSQL's
+- Percentiles (``pX``) are exact nearest-rank percentiles (PostgreSQL's
   ``percentile_disc``): the smallest value whose cumulative count reaches
-  ``ceil(p / 100 * n)``.
+  ``ceil(p / 100 * n)``. A median is interpolated (PostgreSQL's
+  ``percentile_cont(0.5)``): the middle value, or the mean of the two middle
+  values of an even count.
 - Counts are ``int``; sums of money ``float`` rounded to 6 places; averages
-  ``float`` rounded to 3 places (satisfaction averages to 4), or None when
-  there is nothing to average.
+  and medians exact ``float`` (sections round nothing, exporters round what
+  they print), or None when there is nothing to average. The raw rows' average
+  latencies are rounded to 3 places (microseconds).
+- Errored replies and reply latencies count bot replies (``direction`` out)
+  only, in every answer: an incoming message's error flag or latency is no
+  reply's.
 - Methods whose name ends in ``_rows`` return an iterator, read once, for
   the raw-data tables that exporters stream.
 - A source that does not record something answers None: the whole answer
@@ -102,7 +108,8 @@ class AnalyticsSource(Protocol):
 
     def conversation_summary(self, scope: Scope) -> dict:
         """Conversations started in the scope: ``{conversations, resolved, abandoned, handed_off,
-        open, avg_messages, messages_p50, messages_p90, ended, duration_p50_ms, duration_p90_ms}``."""
+        open, avg_messages, messages_median, messages_p90, ended, duration_median_ms,
+        duration_p90_ms}`` (medians interpolated, p90 nearest rank)."""
 
     def conversation_outcomes(self, scope: Scope) -> List[dict]:
         """Per local day of start: ``{day, resolved, abandoned, handed_off, open}``."""
@@ -116,14 +123,15 @@ class AnalyticsSource(Protocol):
         an intent; ``total`` counts every incoming message with an intent."""
 
     def satisfaction(self, scope: Scope) -> dict:
-        """``{closed, rated, average, distribution: {1: n, ..., 5: n}}`` of conversations started in
-        the scope (closed = status other than open)."""
+        """``{closed, rated, rated_closed, average, distribution: {1: n, ..., 5: n}}`` of
+        conversations started in the scope (closed = status other than open; ``rated`` counts every
+        rating, ``rated_closed`` those of closed conversations)."""
 
     def daily_satisfaction(self, scope: Scope) -> List[dict]:
         """Per local day of start: ``{day, rated, average}``."""
 
     def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
-        """Per bot or channel: ``{key, conversations, handed_off}``, most hand-offs first."""
+        """Per bot or channel: ``{key, conversations, closed, handed_off}``, most hand-offs first."""
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:
         """One row per conversation: ``{id, bot_id, channel, user_id, started_at, ended_at,

@@ -198,3 +198,35 @@ def days_of(period: Period) -> List[dt.date]:
         return []
     first, last = inclusive_days(period)
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def previous_period(period: Period) -> Period:
+    """The period a report's changes compare with: the same local calendar span just before.
+
+    - whole calendar months (from a 1st to a 1st, local midnights): as many months before
+      (March compares with February, a quarter with the quarter before);
+    - whole local days: as many local days before (a day with the day before, a week with the
+      week before, a 23- or 25-hour DST day with the local day before, whatever its length);
+    - anything else (a start or an end off local midnight): the same duration just before.
+    """
+    tz = zone(period.timezone)
+    start, end = period.start.astimezone(tz), period.end.astimezone(tz)
+    midnight = dt.time(0)
+    if period.end <= period.start or start.time() != midnight or end.time() != midnight:
+        length = period.end - period.start
+        return Period(period.start - length, period.start, period.timezone)
+    first, last = start.date(), end.date()
+    if first.day == 1 and last.day == 1:
+        months = (last.year - first.year) * 12 + last.month - first.month
+        index = first.year * 12 + first.month - 1 - months
+        before = dt.date(index // 12, index % 12 + 1, 1)
+    else:
+        before = first - (last - first)
+    return Period(local_midnight(before, period.timezone), period.start, period.timezone)
+
+
+def elapsed_part(period: Period, now: dt.datetime) -> Period:
+    """The part of ``period`` that has happened by ``now``: the period itself when it is over,
+    ``[start, now)`` while it runs, empty (``[start, start)``) before it starts."""
+    end = min(period.end, max(period.start, now.astimezone(UTC)))
+    return Period(period.start, end, period.timezone)

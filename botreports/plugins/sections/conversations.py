@@ -6,7 +6,7 @@ from ... import hookimpl
 from ...core.models import Chart, Column, Kpi, Kpis, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
 from .daily import daily_line_chart
-from .kpi_math import rate, relative_change
+from .kpi_math import previous_scope, rate, relative_change
 from .labels import bot_label, bot_names, pseudonym, pseudonyms
 from .recorded import (ENDS, ERROR_FLAGS, INTENTS, LATENCY, SATISFACTION, blanked, not_recorded_columns,
                        not_recorded_kpis, not_recorded_text, unrecorded)
@@ -14,45 +14,54 @@ from .recorded import (ENDS, ERROR_FLAGS, INTENTS, LATENCY, SATISFACTION, blanke
 OUTCOMES = (("resolved", "Resolved"), ("abandoned", "Abandoned"), ("handed_off", "Handed off"), ("open", "Open"))
 
 
+#: The outcomes of a conversation that is over: the denominators of the outcome rates.
+CLOSED = ("resolved", "abandoned", "handed_off")
+
+
 def _minutes(ms):
-    return None if ms is None else round(ms / 60000, 2)
+    """Milliseconds as exact minutes (exporters round when they print them)."""
+    return None if ms is None else ms / 60000
 
 
 def _summary_values(summary) -> dict:
-    total = summary["conversations"]
+    closed = sum(summary[status] for status in CLOSED)
     return {
-        "conversations": total,
+        "conversations": summary["conversations"],
+        "closed": closed,
         "avg_messages": summary["avg_messages"],
-        "messages_p50": summary["messages_p50"],
+        "messages_median": summary["messages_median"],
         "messages_p90": summary["messages_p90"],
-        "minutes_p50": _minutes(summary["duration_p50_ms"]),
+        "minutes_median": _minutes(summary["duration_median_ms"]),
         "minutes_p90": _minutes(summary["duration_p90_ms"]),
-        "resolution_rate": rate(summary["resolved"], total),
-        "abandonment_rate": rate(summary["abandoned"], total),
-        "handoff_rate": rate(summary["handed_off"], total),
+        "resolution_rate": rate(summary["resolved"], closed),
+        "containment_rate": rate(summary["resolved"] + summary["abandoned"], closed),
+        "abandonment_rate": rate(summary["abandoned"], closed),
+        "handoff_rate": rate(summary["handed_off"], closed),
     }
 
 
 SUMMARY_METRICS = (
     ("conversations", "Conversations", ""),
+    ("closed", "Closed conversations", ""),
     ("avg_messages", "Average length", "messages"),
-    ("messages_p50", "Median length", "messages"),
+    ("messages_median", "Median length", "messages"),
     ("messages_p90", "p90 length", "messages"),
-    ("minutes_p50", "Median duration", "min"),
+    ("minutes_median", "Median duration", "min"),
     ("minutes_p90", "p90 duration", "min"),
-    ("resolution_rate", "Resolution rate", "%"),
-    ("abandonment_rate", "Abandonment rate", "%"),
-    ("handoff_rate", "Hand-off rate", "%"),
+    ("resolution_rate", "Resolution rate (of closed)", "%"),
+    ("containment_rate", "Containment rate (of closed)", "%"),
+    ("abandonment_rate", "Abandonment rate (of closed)", "%"),
+    ("handoff_rate", "Hand-off rate (of closed)", "%"),
 )
 
 
 def conversation_summary(ctx):
     current = _summary_values(ctx.source.conversation_summary(ctx.scope))
-    previous = _summary_values(ctx.source.conversation_summary(ctx.scope.with_period(ctx.scope.period.previous())))
+    previous = _summary_values(ctx.source.conversation_summary(previous_scope(ctx)))
     kpis = [Kpi(name, label, current[name], unit, previous[name], relative_change(current[name], previous[name]))
             for name, label, unit in SUMMARY_METRICS]
     if ENDS in unrecorded(ctx):  # no conversation has an end: no duration either
-        kpis = not_recorded_kpis(kpis, ("minutes_p50", "minutes_p90"))
+        kpis = not_recorded_kpis(kpis, ("minutes_median", "minutes_p90"))
     return [Kpis(kpis)]
 
 
@@ -62,9 +71,10 @@ def conversation_outcomes(ctx):
     for day in days_of(ctx.scope.period):
         row = found.get(day, {})
         counts = [row.get(key) or 0 for key, _ in OUTCOMES]
-        rows.append([day] + counts + [sum(counts), rate(counts[0], sum(counts))])
+        rows.append([day] + counts + [sum(counts), rate(counts[0], sum(counts[:3]))])
     columns = [Column("day", "Day", "date")] + [Column(key, label, "integer") for key, label in OUTCOMES] + [
-        Column("conversations", "Conversations", "integer"), Column("resolution_rate", "Resolution rate", "percent")]
+        Column("conversations", "Conversations", "integer"),
+        Column("resolution_rate", "Resolution rate (of closed)", "percent")]
     blocks = [Table("Outcomes per day (by day of start)", columns, rows)]
     if ctx.include_charts:
         blocks.append(Chart("Conversation outcomes per day", "stacked_bar", [row[0].isoformat() for row in rows],
@@ -90,7 +100,7 @@ def top_conversations(ctx):
 TOP_COLUMNS = (
     Column("conversation_id", "Conversation", "text"), Column("bot", "Bot", "text"),
     Column("channel", "Channel", "text"), Column("user", "User (pseudonym)", "text"),
-    Column("started_at", "Started", "datetime"), Column("messages", "Messages", "integer"),
+    Column("started_at", "Started", "datetime"), Column("message_count", "Messages", "integer"),
     Column("duration", "Duration", "duration"), Column("status", "Outcome", "text"),
     Column("satisfaction", "CSAT", "integer"))
 
@@ -104,7 +114,7 @@ def top_intents(ctx):
     rows = [[row["intent"], row["messages"], rate(row["messages"], result["total"]), row["conversations"],
              row["users"]] for row in result["intents"]]
     blocks = [Table("Top intents of incoming messages", (
-        Column("intent", "Intent", "text"), Column("messages", "Messages", "integer"),
+        Column("intent", "Intent", "text"), Column("messages_in", "Messages in", "integer"),
         Column("share", "Share", "percent"), Column("conversations", "Conversations", "integer"),
         Column("users", "Users", "integer")), rows)]
     if ctx.include_charts and rows:
@@ -114,7 +124,8 @@ def top_intents(ctx):
 
 
 SATISFACTION_METRICS = (("average", "Average score (1-5)", ""), ("csat", "CSAT (share of 4 and 5)", "%"),
-                        ("rated", "Rated conversations", ""), ("response_rate", "Response rate", "%"))
+                        ("rated", "Rated conversations", ""),
+                        ("response_rate", "Response rate (rated of closed)", "%"))
 
 
 def satisfaction_scores(ctx):
@@ -123,11 +134,11 @@ def satisfaction_scores(ctx):
                                        [name for name, _, _ in SATISFACTION_METRICS])),
                 not_recorded_text("Satisfaction ratings")]
     current = ctx.source.satisfaction(ctx.scope)
-    previous = ctx.source.satisfaction(ctx.scope.with_period(ctx.scope.period.previous()))
+    previous = ctx.source.satisfaction(previous_scope(ctx))
 
     def values(result):
         return {"average": result["average"], "rated": result["rated"],
-                "response_rate": rate(result["rated"], result["closed"]),
+                "response_rate": rate(result["rated_closed"], result["closed"]),
                 "csat": rate(result["distribution"][4] + result["distribution"][5], result["rated"])}
 
     now, before = values(current), values(previous)
@@ -153,6 +164,15 @@ def satisfaction_scores(ctx):
     return blocks
 
 
+def handoff_sentence(handed: int, closed: int) -> str:
+    """The hand-offs of a period in words; no rate where no conversation has closed (the
+    hand-off rate KPI is none then, not 0 %)."""
+    if not closed:
+        return "No conversation of this period has closed: no hand-off rate."
+    return (f"{handed:,} of {closed:,} closed conversations were handed off to a person "
+            f"({handed / closed:.1%}).")
+
+
 def handoffs(ctx):
     names = bot_names(ctx)
     blocks = []
@@ -160,15 +180,16 @@ def handoffs(ctx):
                                     ("channel", "Hand-offs by channel", lambda key: key or "(none)")):
         every = ctx.source.handoffs(ctx.scope, dimension)
         if dimension == "bot":  # every conversation has one bot: the totals are the sums
-            total, handed = sum(r["conversations"] for r in every), sum(r["handed_off"] for r in every)
-            blocks.append(Text(f"{handed:,} of {total:,} conversations were handed off to a person "
-                               f"({(rate(handed, total) or 0):.1%})."))
-        rows = [[label(row["key"]), row["conversations"], row["handed_off"], rate(row["handed_off"], row["conversations"])]
+            closed, handed = sum(r["closed"] for r in every), sum(r["handed_off"] for r in every)
+            blocks.append(Text(handoff_sentence(handed, closed)))
+        rows = [[label(row["key"]), row["conversations"], row["closed"], row["handed_off"],
+                 rate(row["handed_off"], row["closed"])]
                 for row in every[:ctx.options["limit"]]]
         blocks.append(Table(title, (
             Column(dimension, title.split(" by ")[1].capitalize(), "text"),
-            Column("conversations", "Conversations", "integer"), Column("handed_off", "Handed off", "integer"),
-            Column("handoff_rate", "Hand-off rate", "percent")), rows))
+            Column("conversations", "Conversations", "integer"), Column("closed", "Closed", "integer"),
+            Column("handed_off", "Handed off", "integer"),
+            Column("handoff_rate", "Hand-off rate (of closed)", "percent")), rows))
     if ctx.include_charts:
         blocks.append(daily_line_chart("Hand-offs per day", ctx.scope.period,
                                        ctx.source.conversation_outcomes(ctx.scope),

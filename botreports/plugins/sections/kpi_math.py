@@ -1,16 +1,23 @@
-"""Changes against the previous period, shared by every section that shows KPIs."""
+"""Rates and changes against the previous period, shared by every section that shows KPIs.
+
+Every derived figure is computed from exact values and never rounded here: each exporter
+rounds when it presents a value (HTML and PDF print one decimal of a percentage, JSON carries
+the full precision), so a change is never computed from a rounded rate.
+"""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Mapping, Optional, Sequence, Tuple
 
-from ...core.models import Kpi, Kpis
+from ...core.models import Kpi, Kpis, Period, Scope
 
 
 def relative_change(value, previous) -> Optional[float]:
-    """``(value - previous) / previous``, or None when there is no base to compare with."""
+    """``(value - previous) / previous`` of the exact values, or None when there is no base to
+    compare with (no previous value, or a previous value of 0)."""
     if value is None or previous in (None, 0):
         return None
-    return round((value - previous) / previous, 4)
+    return (value - previous) / previous
 
 
 def kpis_with_change(current: Mapping, previous: Mapping, metrics: Sequence[Tuple[str, str, str]]) -> Kpis:
@@ -23,7 +30,29 @@ def kpis_with_change(current: Mapping, previous: Mapping, metrics: Sequence[Tupl
 
 
 def rate(part, whole) -> Optional[float]:
-    """``part / whole`` as a fraction rounded to 4 places, None when ``whole`` is 0."""
+    """``part / whole`` as an exact fraction, None when ``whole`` is 0 or unknown."""
     if not whole or part is None:
         return None
-    return round(part / whole, 4)
+    return part / whole
+
+
+def comparison_period(period: Period, now: Optional[dt.datetime] = None) -> Period:
+    """What a period's changes compare with: the same local calendar span just before
+    (``Period.previous``), cut to as long as the part of the period that has passed when the
+    period is still running (today so far compares with yesterday until the same hour)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    previous = period.previous()
+    if now >= period.end:
+        return previous
+    passed = max(now - period.start, dt.timedelta(0))
+    return Period(previous.start, min(previous.end, previous.start + passed), previous.timezone)
+
+
+def report_now(ctx) -> dt.datetime:
+    """The instant the report is computed as of (``SectionContext.now``; the clock without one)."""
+    return getattr(ctx, "now", None) or dt.datetime.now(dt.timezone.utc)
+
+
+def previous_scope(ctx) -> Scope:
+    """The report's scope over its comparison period (``comparison_period``)."""
+    return ctx.scope.with_period(comparison_period(ctx.scope.period, report_now(ctx)))

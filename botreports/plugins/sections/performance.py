@@ -5,9 +5,9 @@ from __future__ import annotations
 from ... import hookimpl
 from ...core.datasource import PERCENTILES
 from ...core.models import NOT_RECORDED, Chart, Column, Kpi, Kpis, Section, Series, Table, Text
-from ...core.scheduling import days_of
+from ...core.scheduling import days_of, elapsed_part
 from .daily import daily_line_chart
-from .kpi_math import rate, relative_change
+from .kpi_math import previous_scope, rate, relative_change, report_now
 from .labels import bot_label, bot_names
 from .raw_rows import started
 from .recorded import (ERROR_FLAGS, LATENCY, LLM_CALLS, SYSTEM_SAMPLES, blanked, not_recorded_columns,
@@ -20,7 +20,9 @@ def _latency_row(row):
     return [row["replies"], row["avg_ms"]] + [row[f"p{p}_ms"] for p in PERCENTILES] + [row["max_ms"]]
 
 
-LATENCY_COLUMNS = ((Column("replies", "Replies", "integer"), Column("avg_ms", "Average (ms)", "number"))
+#: "Replies" are every bot reply (the error tables); the latency tables count those with a latency.
+LATENCY_COLUMNS = ((Column("timed_replies", "Replies with a latency", "integer"),
+                    Column("avg_ms", "Average (ms)", "number"))
                    + PERCENTILE_COLUMNS + (Column("max_ms", "Max (ms)", "integer"),))
 
 
@@ -32,7 +34,7 @@ def latency(ctx):
                                         for key, label in zip(keys, labels)], keys)),
                 not_recorded_text("Reply latency")]
     overall = (ctx.source.reply_latency(ctx.scope) or [None])[0]
-    previous = (ctx.source.reply_latency(ctx.scope.with_period(ctx.scope.period.previous())) or [None])[0]
+    previous = (ctx.source.reply_latency(previous_scope(ctx)) or [None])[0]
     blocks = [Kpis([Kpi(key, f"{label} reply latency", overall and overall[key], "ms", previous and previous[key],
                         relative_change(overall and overall[key], previous and previous[key]))
                     for key, label in zip(keys, labels)])]
@@ -76,7 +78,7 @@ def error_rates(ctx):
         return {"errors": row["errors"], "error_rate": rate(row["errors"], row["replies"]),
                 "llm_failures": row["llm_failures"], "llm_failure_rate": rate(row["llm_failures"], row["llm_calls"])}
 
-    now, before = values(ctx.scope), values(ctx.scope.with_period(ctx.scope.period.previous()))
+    now, before = values(ctx.scope), values(previous_scope(ctx))
     metrics = (("error_rate", "Error rate of replies", "%"), ("errors", "Errored replies", ""),
                ("llm_failure_rate", "LLM failure rate", "%"), ("llm_failures", "LLM failures", ""))
     missing = unrecorded(ctx)
@@ -130,12 +132,13 @@ def llm_performance(ctx):
 
 def throughput(ctx):
     result = ctx.source.throughput(ctx.scope)
-    hours = max(ctx.scope.period.length.total_seconds() / 3600, 1e-9)
-    average = round(result["messages"] / hours, 3)
+    # Hours that have not happened yet hold no messages: a running period counts those passed.
+    passed = elapsed_part(ctx.scope.period, report_now(ctx)).length.total_seconds() / 3600
+    average = result["messages"] / passed if passed > 0 else None
     blocks = [Kpis([
         Kpi("peak_minute_messages", "Peak messages per minute", result["peak_minute_messages"]),
         Kpi("peak_hour_messages", "Peak messages per hour", result["peak_hour_messages"]),
-        Kpi("messages_per_hour", "Average messages per hour", average),
+        Kpi("messages_per_hour", "Average messages per hour (hours passed)", average),
         Kpi("active_hours", "Hours with traffic", result["active_hours"]),
     ])]
     rows = [["Busiest minute", result["peak_minute_at"], result["peak_minute_messages"]],
@@ -158,8 +161,8 @@ def system_health(ctx):
         Column("host", "Host", "text"), Column("samples", "Samples", "integer"),
         Column("cpu_avg", "CPU avg (%)", "number"), Column("cpu_max", "CPU max (%)", "number"),
         Column("mem_avg", "Memory avg (%)", "number"), Column("mem_max", "Memory max (%)", "number"),
-        Column("requests", "Requests", "integer"), Column("errors", "Errors", "integer"),
-        Column("error_rate", "Error rate", "percent"), Column("p95_avg_ms", "p95 avg (ms)", "number"),
+        Column("requests", "Requests", "integer"), Column("request_errors", "Request errors", "integer"),
+        Column("request_error_rate", "Request error rate", "percent"), Column("p95_avg_ms", "p95 avg (ms)", "number"),
         Column("p95_max_ms", "p95 max (ms)", "number")), rows)]
     if ctx.include_charts:
         blocks.append(daily_line_chart("CPU and memory per day (average over hosts)", ctx.scope.period,
@@ -171,8 +174,8 @@ def system_health(ctx):
 RAW_COLUMNS = (
     Column("hour_start", "Hour (local clock)", "datetime"), Column("bot_id", "Bot id", "text"),
     Column("messages_in", "Messages in", "integer"), Column("replies", "Replies", "integer"),
-    Column("errors", "Errored replies", "integer"), Column("avg_latency_ms", "Average latency (ms)", "number"),
-    Column("max_latency_ms", "Max latency (ms)", "integer"), Column("llm_calls", "LLM calls", "integer"),
+    Column("errors", "Errored replies", "integer"), Column("avg_latency_ms", "Average reply latency (ms)", "number"),
+    Column("max_latency_ms", "Max reply latency (ms)", "integer"), Column("llm_calls", "LLM calls", "integer"),
     Column("llm_failures", "LLM failures", "integer"), Column("tokens", "LLM tokens", "integer"),
 )
 

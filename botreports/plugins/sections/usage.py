@@ -6,7 +6,7 @@ import attrs
 from ... import hookimpl
 from ...core.models import Chart, Column, Option, Section, Series, Table, Text
 from ...core.scheduling import days_of
-from .kpi_math import kpis_with_change, rate
+from .kpi_math import kpis_with_change, previous_scope, rate
 from .labels import bot_names, pseudonym
 from .raw_rows import started
 from .recorded import ERROR_FLAGS, LLM_CALLS, blanked, not_recorded_columns, not_recorded_kpis, unrecorded
@@ -26,7 +26,7 @@ SUMMARY_METRICS = (
 
 def usage_summary(ctx):
     current = ctx.source.usage_totals(ctx.scope)
-    previous = ctx.source.usage_totals(ctx.scope.with_period(ctx.scope.period.previous()))
+    previous = ctx.source.usage_totals(previous_scope(ctx))
     kpis = kpis_with_change(current, previous, SUMMARY_METRICS)
     if LLM_CALLS in unrecorded(ctx):
         kpis = attrs.evolve(kpis, items=not_recorded_kpis(kpis.items, LLM_COLUMNS))
@@ -174,7 +174,7 @@ def register_sections():
     return [
         Section("usage_summary", "Usage summary", usage_summary,
                 "Conversations, messages, active and new users, tokens and cost, with the change "
-                "against the previous period of equal length."),
+                "against the same span just before (the day, week or month before)."),
         Section("daily_activity", "Daily activity", daily_activity,
                 "Conversations, messages and users per day in the report's timezone."),
         Section("peak_hours", "Peak hours", peak_hours,

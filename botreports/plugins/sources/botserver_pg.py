@@ -55,6 +55,8 @@ POOL_WAIT_S = 15.0
 #: percentile_disc picks row ceil(f * n); a hair under p/100 keeps that the exact
 #: nearest rank ceil(p * n / 100) whatever the float rounding of p/100 * n.
 FRACTIONS = [p / 100 - 1e-9 for p in PERCENTILES]
+#: Where p90 is in an array of ``FRACTIONS``' picks (PostgreSQL arrays count from 1).
+P90 = PERCENTILES.index(90) + 1
 #: Text sorts by code point, as in SQLite and Python, whatever the database's collation.
 BINARY = 'COLLATE "C"'
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -138,7 +140,7 @@ def _stats(value: str) -> str:
 
 def _stats_row(count, avg, low, high, picks, suffix: str = "_ms") -> dict:
     picks = picks or [None] * len(PERCENTILES)
-    row = {f"avg{suffix}": None if avg is None else round(avg, 3), f"min{suffix}": low, f"max{suffix}": high}
+    row = {f"avg{suffix}": avg, f"min{suffix}": low, f"max{suffix}": high}
     row.update({f"p{p}{suffix}": _plain(v) for p, v in zip(PERCENTILES, picks)})
     return row
 
@@ -665,16 +667,17 @@ class BotserverAnalytics:
         counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}')" for s in STATUSES)
         row = self.query(
             f"SELECT count(*), {counts}, sum(message_count)::float8 / nullif(count(message_count), 0),"
-            f" percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY message_count),"
-            f" count(ended_at), percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY duration)"
+            f" percentile_cont(0.5) WITHIN GROUP (ORDER BY message_count),"
+            f" (percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY message_count))[{P90}],"
+            f" count(ended_at), percentile_cont(0.5) WITHIN GROUP (ORDER BY duration),"
+            f" (percentile_disc(%(fractions)s::float8[]) WITHIN GROUP (ORDER BY duration))[{P90}]"
             f" FROM {once(counted, scope, f'status, message_count, ended_at, {DURATION} AS duration')}", p)[0]
-        total, resolved, abandoned, handed_off, open_, avg_messages, message_picks, ended, duration_picks = row
-        message_picks = dict(zip(PERCENTILES, message_picks or [None] * len(PERCENTILES)))
-        duration_picks = dict(zip(PERCENTILES, duration_picks or [None] * len(PERCENTILES)))
+        (total, resolved, abandoned, handed_off, open_, avg_messages, messages_median, messages_p90, ended,
+         duration_median, duration_p90) = row
         return {"conversations": total, "resolved": resolved, "abandoned": abandoned, "handed_off": handed_off,
-                "open": open_, "avg_messages": None if avg_messages is None else round(avg_messages, 3),
-                "messages_p50": message_picks[50], "messages_p90": message_picks[90], "ended": ended,
-                "duration_p50_ms": duration_picks[50], "duration_p90_ms": duration_picks[90]}
+                "open": open_, "avg_messages": avg_messages, "messages_median": messages_median,
+                "messages_p90": messages_p90, "ended": ended, "duration_median_ms": duration_median,
+                "duration_p90_ms": duration_p90}
 
     def conversation_outcomes(self, scope: Scope) -> List[dict]:
         """Per local day of start: conversations by outcome."""
@@ -715,10 +718,11 @@ class BotserverAnalytics:
         picks = ", ".join(f"count(*) FILTER (WHERE satisfaction = {n})" for n in range(1, 6))
         row = self.query(
             f"SELECT count(*) FILTER (WHERE status <> 'open'), count(satisfaction),"
+            f" count(satisfaction) FILTER (WHERE status <> 'open'),"
             f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0), {picks}"
             f" FROM {self.views.conversations} c WHERE {scope_where(scope, 'started_at', alias='c')}", self._params(scope))[0]
-        closed, rated, average, *distribution = row
-        return {"closed": closed, "rated": rated, "average": None if average is None else round(average, 4),
+        closed, rated, rated_closed, average, *distribution = row
+        return {"closed": closed, "rated": rated, "rated_closed": rated_closed, "average": average,
                 "distribution": {n: count for n, count in zip(range(1, 6), distribution)}}
 
     def daily_satisfaction(self, scope: Scope) -> List[dict]:
@@ -727,7 +731,7 @@ class BotserverAnalytics:
             f"SELECT {local_day('started_at')} AS day, count(satisfaction),"
             f" sum(satisfaction)::float8 / nullif(count(satisfaction), 0) FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY day ORDER BY day", self._params(scope))
-        return [{"day": d, "rated": n, "average": None if avg is None else round(avg, 4)} for d, n, avg in rows]
+        return [{"day": d, "rated": n, "average": avg} for d, n, avg in rows]
 
     def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
         """Per bot or channel: conversations and hand-offs to a human, most hand-offs first."""
@@ -735,9 +739,10 @@ class BotserverAnalytics:
             raise ValueError(f"dimension must be bot or channel, not {dimension!r}")
         key = "bot_id" if dimension == "bot" else "channel"
         rows = self.query(
-            f"SELECT {key}, count(*), count(*) FILTER (WHERE status = 'handed_off') FROM {self.views.conversations} c"
+            f"SELECT {key}, count(*), count(*) FILTER (WHERE status <> 'open'),"
+            f" count(*) FILTER (WHERE status = 'handed_off') FROM {self.views.conversations} c"
             f" WHERE {scope_where(scope, 'started_at', alias='c')} GROUP BY {key}", self._params(scope))
-        result = [{"key": k, "conversations": n, "handed_off": h} for k, n, h in rows]
+        result = [{"key": k, "conversations": n, "closed": closed, "handed_off": h} for k, n, closed, h in rows]
         return sorted(result, key=lambda r: (-r["handed_off"], r["key"] is not None, str(r["key"])))
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:

@@ -10,7 +10,7 @@ This is PostgreSQL's ``percentile_disc``, value for value.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from ...core.datasource import PERCENTILES
 
@@ -55,6 +55,27 @@ def histogram_percentiles(histogram: Iterable[Sequence], percentiles: Sequence[i
     return result
 
 
+def histogram_median(histogram: Iterable[Sequence]) -> Optional[float]:
+    """The median of an exact histogram, rows ``(value, count)`` (a null value is skipped): the
+    middle value of an odd count, the mean of the two middle values of an even one (what
+    PostgreSQL's ``percentile_cont(0.5)`` gives); None when there are no values."""
+    bars = sorted((value, count) for value, count in histogram if value is not None)
+    n = sum(count for _, count in bars)
+    if not n:
+        return None
+    lower_rank, upper_rank = (n + 1) // 2, n // 2 + 1  # 1-based ranks of the two middle values
+    lower = upper = None
+    cum = 0
+    for value, count in bars:
+        cum += count
+        if lower is None and cum >= lower_rank:
+            lower = value
+        if cum >= upper_rank:
+            upper = value
+            break
+    return (lower + upper) / 2
+
+
 def histogram_row(key, bars: Sequence[Sequence], percentiles: Sequence[int] = PERCENTILES) -> tuple:
     """The row ``percentile_sql`` gives for a group, from the group's exact histogram: ``(key, n,
     avg, min, max, p...)``; ``bars`` are ``(value, count)`` in value order, nulls left out."""
@@ -67,7 +88,7 @@ def histogram_row(key, bars: Sequence[Sequence], percentiles: Sequence[int] = PE
 def percentile_row(row: Sequence, percentiles: Sequence[int] = PERCENTILES, suffix: str = "_ms") -> dict:
     """A row of ``percentile_sql`` -> ``{key, count, avg, min, max, p50, ...}`` (with ``suffix``)."""
     key, n, avg, low, high, *values = row
-    result = {"key": key, "count": n, f"avg{suffix}": None if avg is None else round(avg, 3),
+    result = {"key": key, "count": n, f"avg{suffix}": avg,
               f"min{suffix}": low, f"max{suffix}": high}
     for p, value in zip(percentiles, values):
         result[f"p{p}{suffix}"] = value

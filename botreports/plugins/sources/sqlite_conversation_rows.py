@@ -14,14 +14,16 @@ from __future__ import annotations
 import sqlite3
 
 from .sqlite_conversation_table import json_cells_sql
-from .sqlite_write import has_tables, write_transaction
+from .sqlite_write import drop_triggers, has_tables, triggers_current, write_transaction
 
 #: The table's name; files written before it existed read the raw rows the slower way.
 TABLE = "rollup_conversation_rows"
 
 _CONVERSATION = ("org_id", "bot_id", "channel", "user_id", "ended_at", "message_count", "status",
                  "satisfaction")
-#: What a conversation's messages add up to (0 for a conversation without messages).
+#: What a conversation's messages add up to (0 for a conversation without messages): messages in
+#: and out, errored replies and the latencies of replies (bot replies only, as the error rates and
+#: reply latency sections count them).
 _COUNTS = ("messages_in", "messages_out", "errors", "latency_n", "latency_sum")
 COLUMNS = ("started_at", "id") + _CONVERSATION + _COUNTS
 
@@ -29,8 +31,12 @@ COLUMNS = ("started_at", "id") + _CONVERSATION + _COUNTS
 def _counts_of(conversation: str) -> str:
     """A one-row SELECT of the counts of the messages of ``conversation`` (an SQL expression)."""
     return ("SELECT coalesce(sum(m.direction = 'in'), 0), coalesce(sum(m.direction = 'out'), 0),"
-            " coalesce(sum(m.is_error), 0), count(m.latency_ms), coalesce(sum(m.latency_ms), 0)"
-            f" FROM messages m WHERE m.conversation_id = {conversation}")
+            f" coalesce(sum({REPLY % 'is_error'}), 0), count({REPLY % 'latency_ms'}),"
+            f" coalesce(sum({REPLY % 'latency_ms'}), 0) FROM messages m WHERE m.conversation_id = {conversation}")
+
+
+#: A message's column when the message is a bot reply (NULL otherwise), over alias ``m``.
+REPLY = "CASE WHEN m.direction = 'out' THEN m.%s END"
 
 
 def _insert_of(conversation: str) -> str:
@@ -95,6 +101,13 @@ def _triggers() -> list:
     ]
 
 
+def conversation_rows_current(conn: sqlite3.Connection) -> bool:
+    """Whether the file's table (if it has one) is kept by today's triggers: one whose triggers
+    counted an incoming message's error flag as an errored reply is read the slower way until
+    the file's next write rebuilds it."""
+    return not has_tables(conn, TABLE) or triggers_current(conn, _triggers())
+
+
 def build_conversation_rows(conn: sqlite3.Connection) -> None:
     """(Re)build the table from the base tables and install its triggers, in one transaction
     of its own (the caller must not hold one). Reads ``rollup_conversation_messages`` when the
@@ -102,6 +115,7 @@ def build_conversation_rows(conn: sqlite3.Connection) -> None:
     with write_transaction(conn):
         for statement in _schema():
             conn.execute(statement)
+        drop_triggers(conn, _triggers())  # those of an earlier definition, if any
         conn.execute(f"DELETE FROM {TABLE}")
         columns = ", ".join(f"c.{name}" for name in ("started_at", "id") + _CONVERSATION)
         if has_tables(conn, "rollup_conversation_messages"):
@@ -109,8 +123,8 @@ def build_conversation_rows(conn: sqlite3.Connection) -> None:
         else:
             per_conversation = (
                 "(SELECT m.conversation_id, sum(m.direction = 'in') AS messages_in,"
-                " sum(m.direction = 'out') AS messages_out, sum(m.is_error) AS errors,"
-                " count(m.latency_ms) AS latency_n, sum(m.latency_ms) AS latency_sum"
+                f" sum(m.direction = 'out') AS messages_out, sum({REPLY % 'is_error'}) AS errors,"
+                f" count({REPLY % 'latency_ms'}) AS latency_n, sum({REPLY % 'latency_ms'}) AS latency_sum"
                 " FROM messages m GROUP BY m.conversation_id)")
         counts = ", ".join(f"coalesce(r.{name}, 0)" for name in _COUNTS)
         conn.execute(f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {columns}, {counts}"

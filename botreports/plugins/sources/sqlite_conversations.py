@@ -9,15 +9,17 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
-from .sql_stats import histogram_percentiles
+from .sql_stats import histogram_median, histogram_percentiles
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_ranges, local_day_sql
 from .sqlite_conversation_keys import TABLE as KEYS
 from .sqlite_conversation_keys import counts_sql
-from .sqlite_conversation_rows import JSON_COLUMNS, table_columns
+from .sqlite_conversation_rows import JSON_COLUMNS, REPLY, conversation_rows_current, table_columns
 from .sqlite_conversation_rows import TABLE as CONVERSATION_ROWS
 from .sqlite_conversation_table import ConversationTableRows
 
 STATUSES = ("resolved", "abandoned", "handed_off", "open")
+#: The outcomes of a conversation that is over (every status but open).
+CLOSED_STATUSES = ("resolved", "abandoned", "handed_off")
 #: Local days (ranges) up to which conversations are counted per key and day: each costs a seek
 #: per key, so a period of years is grouped the plain way (a sort of its conversations) instead.
 MAX_KEYED_DAYS = 400
@@ -50,13 +52,11 @@ class ConversationQueries:
         avg_messages = sum(length * n for length, n in lengths) / counted if counted else None
         durations = self.query(f"SELECT ended_at - started_at, count(*) FROM {by_duration_from} WHERE {where}"
                                f" AND ended_at IS NOT NULL GROUP BY 1", params)
-        result = {"conversations": total, **by_status,
-                  "avg_messages": None if avg_messages is None else round(avg_messages, 3),
+        result = {"conversations": total, **by_status, "avg_messages": avg_messages,
                   "ended": sum(n for _, n in durations)}
-        stats = histogram_percentiles(lengths, (50, 90))
-        result.update(messages_p50=stats[50], messages_p90=stats[90])
-        stats = histogram_percentiles(durations, (50, 90))
-        result.update(duration_p50_ms=stats[50], duration_p90_ms=stats[90])
+        result.update(messages_median=histogram_median(lengths), messages_p90=histogram_percentiles(lengths, (90,))[90])
+        result.update(duration_median_ms=histogram_median(durations),
+                      duration_p90_ms=histogram_percentiles(durations, (90,))[90])
         return result
 
     def conversation_outcomes(self, scope: Scope) -> List[dict]:
@@ -165,16 +165,18 @@ class ConversationQueries:
                             for intent, n, conversations, users in rows[:int(limit)]]}
 
     def satisfaction(self, scope: Scope) -> dict:
-        closed = rated = total = 0
+        closed = rated = rated_closed = total = 0
         distribution = {score: 0 for score in range(1, 6)}
         for _day, _bot, _channel, status, score, n in self._conversation_counts(scope):
-            closed += n if status is not None and status != "open" else 0
+            is_closed = status in CLOSED_STATUSES
+            closed += n if is_closed else 0
             if score is not None:
                 rated += n
+                rated_closed += n if is_closed else 0
                 total += score * n
                 distribution[int(score)] = distribution.get(int(score), 0) + n
-        return {"closed": closed, "rated": rated, "distribution": distribution,
-                "average": round(total / rated, 4) if rated else None}
+        return {"closed": closed, "rated": rated, "rated_closed": rated_closed, "distribution": distribution,
+                "average": total / rated if rated else None}
 
     def daily_satisfaction(self, scope: Scope) -> List[dict]:
         by_day: Dict[int, List[int]] = {}
@@ -184,7 +186,7 @@ class ConversationQueries:
                 rated_total[0] += n
                 rated_total[1] += score * n
         return [{"day": day_from_number(day), "rated": rated,
-                 "average": round(total / rated, 4) if rated else None}
+                 "average": total / rated if rated else None}
                 for day, (rated, total) in sorted(by_day.items())]
 
     def handoffs(self, scope: Scope, dimension: str) -> List[dict]:
@@ -193,12 +195,14 @@ class ConversationQueries:
         column = 1 if dimension == "bot" else 2
         by_key: Dict[Optional[str], List[int]] = {}
         for row in self._conversation_counts(scope):
-            counts = by_key.setdefault(row[column], [0, 0])
+            counts = by_key.setdefault(row[column], [0, 0, 0])
             counts[0] += row[5]
             counts[1] += row[5] if row[3] == "handed_off" else 0
+            counts[2] += row[5] if row[3] in CLOSED_STATUSES else 0
         # Most hand-offs first, then by key (no key first, as SQLite orders NULL).
         ordered = sorted(by_key.items(), key=lambda item: (-item[1][1], item[0] is not None, item[0] or ""))
-        return [{"key": key, "conversations": n, "handed_off": handed} for key, (n, handed) in ordered]
+        return [{"key": key, "conversations": n, "closed": closed, "handed_off": handed}
+                for key, (n, handed, closed) in ordered]
 
     def conversation_rows(self, scope: Scope) -> Iterator[dict]:
         where, params = self.scoped("conversations", scope, alias="c")
@@ -218,8 +222,9 @@ class ConversationQueries:
             sql = (f"SELECT c.id, c.bot_id, c.channel, c.user_id, c.started_at, c.ended_at,"
                    f" c.ended_at - c.started_at, c.message_count,"
                    f" c.status, c.satisfaction, (SELECT sum(m.direction = 'in') || ',' || sum(m.direction = 'out')"
-                   f" || ',' || coalesce(sum(m.is_error), 0) || ',' || count(m.latency_ms) || ','"
-                   f" || coalesce(sum(m.latency_ms), 0) FROM messages m WHERE m.conversation_id = c.id)"
+                   f" || ',' || coalesce(sum({REPLY % 'is_error'}), 0) || ',' || count({REPLY % 'latency_ms'})"
+                   f" || ',' || coalesce(sum({REPLY % 'latency_ms'}), 0) FROM messages m"
+                   f" WHERE m.conversation_id = c.id)"
                    f" FROM conversations c WHERE {where} ORDER BY c.started_at, c.id")
             return self._conversation_rows(
                 row[:10] + _unpack_counts(row[10]) for row in self.conn.execute(sql, params))
@@ -242,7 +247,7 @@ class ConversationQueries:
         where, params = self.scoped("conversations", scope, alias="c", period=False)
         average = "round(CASE WHEN {0}.latency_n > 0 THEN {0}.latency_sum * 1.0 / {0}.latency_n END, 3)"
         span = (epoch_ms(scope.period.start), epoch_ms(scope.period.end))
-        if self.has_index(f"{CONVERSATION_ROWS}_id"):
+        if self.has_index(f"{CONVERSATION_ROWS}_id") and self.conversation_rows_current:
             # Each conversation's row is kept ready in start order: one range of one table.
             stored = None
             if self.has_column(CONVERSATION_ROWS, JSON_COLUMNS[0]):  # files written before them lack them
@@ -258,6 +263,15 @@ class ConversationQueries:
         return ConversationTableRows(
             self, columns, f"FROM conversations c LEFT JOIN rollup_conversation_messages r"
                            f" ON r.conversation_id = c.id WHERE {where}", params, user_label, span)
+
+    @property
+    def conversation_rows_current(self) -> bool:
+        """Whether the file's ready conversation rows count as today's definitions do (asked once
+        per change of the file's schema, like ``rollups``)."""
+        found = self.__dict__.get("_conversation_rows_current")
+        if found is None:
+            found = self.__dict__["_conversation_rows_current"] = conversation_rows_current(self.conn)
+        return found
 
     def _conversation_rows(self, rows) -> Iterator[dict]:
         utc = dt.timezone.utc

@@ -10,7 +10,7 @@ from ...core.datasource import LATENCY_GROUPS
 from ...core.models import Scope
 from .sql_stats import histogram_row, percentile_row, percentile_sql
 from .sql_time import day_from_number, epoch_ms, instant_from_ms, local_day_sql, local_hour_sql
-from .sqlite_rollups import BUCKET_MS
+from .sqlite_rollups import BUCKET_MS, REPLY_ERRORS, REPLY_LATENCY
 from .sqlite_usage import fold_llm
 
 _COLUMNS = {"bot": "bot_id", "channel": "channel"}
@@ -204,12 +204,12 @@ class PerformanceQueries:
             f"SELECT host, count(*), avg(cpu_pct), max(cpu_pct), avg(mem_pct), max(mem_pct),"
             f" coalesce(sum(requests), 0), coalesce(sum(errors), 0), avg(p95_ms), max(p95_ms)"
             f" FROM system_samples WHERE {where} GROUP BY host ORDER BY host", params)
-        return [dict(zip(keys, [_round(v) for v in row])) for row in rows]
+        return [dict(zip(keys, row)) for row in rows]
 
     def daily_system_health(self, scope: Scope) -> List[dict]:
         where, params = self.scoped("system_samples", scope)
         day_sql, day_params = local_day_sql("created_at", scope.period)
-        return [{"day": day_from_number(day), "cpu_avg": _round(cpu), "mem_avg": _round(mem),
+        return [{"day": day_from_number(day), "cpu_avg": cpu, "mem_avg": mem,
                  "requests": requests, "errors": errors}
                 for day, cpu, mem, requests, errors in self.query(
                     f"SELECT {day_sql} AS d, avg(cpu_pct), avg(mem_pct), coalesce(sum(requests), 0),"
@@ -228,14 +228,15 @@ class PerformanceQueries:
         if rolled:
             where, params = rolled
             hour_sql, hour_params = local_hour_sql(f"(bucket * {BUCKET_MS})", scope.period)
-            sql = (f"SELECT {hour_sql} AS h, bot_id, sum(messages_in), sum(messages_out), sum(errors),"
-                   f" sum(latency_n), sum(latency_sum), max(latency_max) FROM rollup_messages WHERE {where}"
+            sql = (f"SELECT {hour_sql} AS h, bot_id, sum(messages_in), sum(messages_out), sum(reply_errors),"
+                   f" sum(reply_latency_n), sum(reply_latency_sum), max(reply_latency_max) FROM rollup_messages"
+                   f" WHERE {where}"
                    f" GROUP BY h, bot_id")
         else:
             where, params = self.scoped("messages", scope)
             hour_sql, hour_params = local_hour_sql("created_at", scope.period)
             sql = (f"SELECT {hour_sql} AS h, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
-                   f" coalesce(sum(is_error), 0), count(latency_ms), sum(latency_ms), max(latency_ms)"
+                   f" {REPLY_ERRORS}, count({REPLY_LATENCY}), sum({REPLY_LATENCY}), max({REPLY_LATENCY})"
                    f" FROM messages WHERE {where} GROUP BY h, bot_id")
         for hour, bot, m_in, replies, errors, latency_n, latency_sum, high in self.query(sql, hour_params + params):
             cell(hour, bot).update(messages_in=m_in, replies=replies, errors=errors, max_latency_ms=high,
@@ -267,6 +268,3 @@ def _latency_stats(row, to_key) -> dict:
     stats["replies"] = stats.pop("count")
     return stats
 
-
-def _round(value):
-    return round(value, 3) if isinstance(value, float) else value

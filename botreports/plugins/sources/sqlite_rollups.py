@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 import attrs
 
-from .sqlite_write import has_tables, write_transaction
+from .sqlite_write import drop_triggers, has_tables, triggers_current, write_transaction
 
 #: Milliseconds in a rollup bucket.
 BUCKET_MS = 900_000
@@ -66,18 +66,19 @@ def _in_bucket(extra: str) -> str:
 
 
 _OUT = "CASE WHEN {t}.direction = 'out' THEN {t}.%s END"
+#: Over the messages table, unaliased: errored replies (an incoming message's error flag is no
+#: reply's) and the latency of replies, as the error rates and reply latency sections count them.
+REPLY_ERRORS = "coalesce(sum(CASE WHEN direction = 'out' THEN is_error END), 0)"
+REPLY_LATENCY = "CASE WHEN direction = 'out' THEN latency_ms END"
 
 ROLLUPS = (
-    # Messages per cell: volumes, errors and latency sums (all messages, and bot replies only).
+    # Messages per cell: volumes, errored replies and reply latency sums (an incoming message's
+    # error flag or latency is no reply's: error rates and latency count bot replies only).
     Rollup("rollup_messages", "messages",
            _bucketed([("org_id", "{t}.org_id"), ("bot_id", "{t}.bot_id"), ("channel", "{t}.channel")]),
            [("messages_in", "sum({t}.direction = 'in')", "sum"),
             ("messages_out", "sum({t}.direction = 'out')", "sum"),
-            ("errors", "coalesce(sum({t}.is_error), 0)", "sum"),
             ("reply_errors", f"coalesce(sum({_OUT % 'is_error'}), 0)", "sum"),
-            ("latency_n", "count({t}.latency_ms)", "sum"),
-            ("latency_sum", "coalesce(sum({t}.latency_ms), 0)", "sum"),
-            ("latency_max", "max({t}.latency_ms)", "max"),
             ("reply_latency_n", f"count({_OUT % 'latency_ms'})", "sum"),
             ("reply_latency_sum", f"coalesce(sum({_OUT % 'latency_ms'}), 0)", "sum"),
             ("reply_latency_min", f"min({_OUT % 'latency_ms'})", "min"),
@@ -100,13 +101,14 @@ ROLLUPS = (
            "{t}.org_id = {r}.org_id AND {t}.direction = 'in' AND {t}.user_id = {r}.user_id"
            " AND {t}.bot_id = {r}.bot_id AND {t}.channel = {r}.channel",
            where="{t}.direction = 'in'"),
-    # Messages per conversation, whenever they were: the conversation raw rows.
+    # Messages per conversation, whenever they were: the conversation raw rows (errored replies
+    # and reply latency, bot replies only).
     Rollup("rollup_conversation_messages", "messages", [("conversation_id", "{t}.conversation_id")],
            [("messages_in", "sum({t}.direction = 'in')", "sum"),
             ("messages_out", "sum({t}.direction = 'out')", "sum"),
-            ("errors", "coalesce(sum({t}.is_error), 0)", "sum"),
-            ("latency_n", "count({t}.latency_ms)", "sum"),
-            ("latency_sum", "coalesce(sum({t}.latency_ms), 0)", "sum")],
+            ("errors", f"coalesce(sum({_OUT % 'is_error'}), 0)", "sum"),
+            ("latency_n", f"count({_OUT % 'latency_ms'})", "sum"),
+            ("latency_sum", f"coalesce(sum({_OUT % 'latency_ms'}), 0)", "sum")],
            "{t}.conversation_id = {r}.conversation_id"),
     # Messages per organisation and minute: the peak minute of a scope without bot or channel filter.
     Rollup("rollup_minutes", "messages", [("minute", "{t}.created_at / 60000"), ("org_id", "{t}.org_id")],
@@ -228,8 +230,16 @@ def _trigger_sql(rollup: Rollup) -> List[str]:
 
 def has_rollups(conn: sqlite3.Connection) -> bool:
     """Whether the file holds the rollup tables but the later ones (files written before they
-    existed do not)."""
-    return has_tables(conn, *(name for name in ROLLUP_NAMES if name not in LATER_ROLLUPS))
+    existed do not), kept by the triggers of today's definitions (``rollups_current``)."""
+    return has_tables(conn, *(name for name in ROLLUP_NAMES if name not in LATER_ROLLUPS)) and rollups_current(conn)
+
+
+def rollups_current(conn: sqlite3.Connection) -> bool:
+    """Whether the rollups the file holds were built by today's definitions: a file whose
+    rollups counted otherwise (an incoming message's error flag as an errored reply, before
+    they counted replies only) is read from the base tables until its next write rebuilds them."""
+    present = [rollup for rollup in ROLLUPS if has_tables(conn, rollup.name)]
+    return triggers_current(conn, [statement for rollup in present for statement in _trigger_sql(rollup)])
 
 
 def build_rollups(conn: sqlite3.Connection) -> None:
@@ -239,6 +249,10 @@ def build_rollups(conn: sqlite3.Connection) -> None:
         for statement in TRIGGER_INDEXES:
             conn.execute(statement)
         for rollup in ROLLUPS:
+            if not triggers_current(conn, _trigger_sql(rollup)):
+                # Built by another definition: its table may hold columns no longer kept.
+                drop_triggers(conn, _trigger_sql(rollup))
+                conn.execute(f"DROP TABLE IF EXISTS {rollup.name}")
             for statement in _table_sql(rollup).split("; "):
                 conn.execute(statement)
             conn.execute(f"DELETE FROM {rollup.name}")

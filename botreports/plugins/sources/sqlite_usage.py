@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tupl
 
 from ...core.datasource import BREAKDOWNS
 from ...core.models import Scope
-from .sqlite_rollups import BUCKET_MS
+from .sqlite_rollups import BUCKET_MS, REPLY_ERRORS
 from .sql_time import day_from_number, instant_from_ms, local_day_sql, local_weekday_hour_sql
 
 _KEYS = {"bot": "bot_id", "channel": "channel"}
@@ -181,7 +181,7 @@ class UsageQueries:
             where, params = rolled
             day_sql, day_params = local_day_sql(f"(bucket * {BUCKET_MS})", scope.period)
             for day, bot, m_in, m_out, errors in self.query(
-                    f"SELECT {day_sql} AS d, bot_id, sum(messages_in), sum(messages_out), sum(errors)"
+                    f"SELECT {day_sql} AS d, bot_id, sum(messages_in), sum(messages_out), sum(reply_errors)"
                     f" FROM rollup_messages WHERE {where} GROUP BY d, bot_id", day_params + params):
                 cell(day, bot).update(messages_in=m_in, messages_out=m_out, errors=errors)
             for day, bot, users in self.query(
@@ -195,7 +195,7 @@ class UsageQueries:
             day_sql, day_params = local_day_sql("created_at", scope.period)
             for day, bot, m_in, m_out, users, errors in self.query(
                     f"SELECT {day_sql} AS d, bot_id, sum(direction = 'in'), sum(direction = 'out'),"
-                    f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END), coalesce(sum(is_error), 0)"
+                    f" count(DISTINCT CASE WHEN direction = 'in' THEN user_id END), {REPLY_ERRORS}"
                     f" FROM messages WHERE {where} GROUP BY d, bot_id", day_params + params):
                 cell(day, bot).update(messages_in=m_in, messages_out=m_out, active_users=users, errors=errors)
             where, params = self.scoped("llm_calls", scope)
