@@ -300,3 +300,85 @@ def test_handoff_sentence_and_rates_are_over_closed_conversations(case):
         mine = [c for c in closed if c["bot_id"] in row["bot"]]
         assert row["closed"] == len(mine)
         assert close(row["handoff_rate"], ratio(sum(c["status"] == "handed_off" for c in mine), len(mine)))
+
+
+# -- the previous period and periods still running ------------------------------------------------
+
+from botreports.core.scheduling import previous_period  # noqa: E402
+from botreports.plugins.sections.kpi_math import comparison_period  # noqa: E402
+
+ANY_ZONE = st.sampled_from(ZONES + ("Australia/Lord_Howe", "America/Sao_Paulo"))
+DAYS = st.dates(dt.date(2024, 1, 1), dt.date(2026, 12, 31))
+
+
+def period_of(first, last_exclusive, zone):
+    return Period(dt.datetime.fromtimestamp(local_midnight(first, zone) / 1000, UTC),
+                  dt.datetime.fromtimestamp(local_midnight(last_exclusive, zone) / 1000, UTC), zone)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ANY_ZONE, DAYS, st.integers(1, 40))
+def test_n_local_days_compare_with_the_n_local_days_before(zone, first, n):
+    last = first + dt.timedelta(days=n)
+    if first.day == 1 and last.day == 1:  # whole months: the months before (next test)
+        return
+    assert previous_period(period_of(first, last, zone)) == period_of(first - dt.timedelta(days=n), first, zone)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ANY_ZONE, st.integers(2024 * 12, 2026 * 12), st.integers(1, 12))
+def test_whole_months_compare_with_as_many_months_before(zone, month_index, months):
+    def first_of(index):
+        return dt.date(index // 12, index % 12 + 1, 1)
+
+    period = period_of(first_of(month_index), first_of(month_index + months), zone)
+    assert previous_period(period) == period_of(first_of(month_index - months), first_of(month_index), zone)
+
+
+def test_a_dst_day_compares_with_the_local_day_before_whatever_their_lengths():
+    spring = period_of(dt.date(2025, 3, 9), dt.date(2025, 3, 10), "America/New_York")  # 23 hours
+    before = previous_period(spring)
+    assert spring.length == dt.timedelta(hours=23) and before.length == dt.timedelta(hours=24)
+    assert before == period_of(dt.date(2025, 3, 8), dt.date(2025, 3, 9), "America/New_York")
+    after = period_of(dt.date(2025, 3, 10), dt.date(2025, 3, 11), "America/New_York")
+    assert previous_period(after) == spring  # 24 hours compared with the 23 of the day before
+    march = period_of(dt.date(2025, 3, 1), dt.date(2025, 4, 1), "Europe/Berlin")
+    assert previous_period(march) == period_of(dt.date(2025, 2, 1), dt.date(2025, 3, 1), "Europe/Berlin")
+
+
+@settings(max_examples=100, deadline=None)
+@given(ANY_ZONE, DAYS, st.integers(1, 7), st.integers(1, 10_000_000), st.integers(1, 10**6))
+def test_a_period_off_midnight_compares_with_the_same_duration_before_and_a_running_one_with_as_much(
+        zone, first, n, offset_s, passed_s):
+    start = dt.datetime.fromtimestamp(local_midnight(first, zone) / 1000 + offset_s, UTC)
+    period = Period(start, start + dt.timedelta(days=n), zone)
+    before = previous_period(period)
+    if before.start != period.start - period.length:  # a start that fell on a local midnight
+        assert dt.datetime.fromtimestamp(before.start.timestamp(), ZoneInfo(zone)).time() == dt.time(0)
+    else:
+        assert before.end == period.start
+    now = period.start + dt.timedelta(seconds=passed_s)
+    compared = comparison_period(period, now)
+    assert compared.start == before.start
+    assert compared.end == min(before.end, before.start + (min(now, period.end) - period.start))
+
+
+def test_average_messages_per_hour_counts_only_the_hours_that_have_passed(tmp_path):
+    conn = create_database(tmp_path / "a.db")
+    start = dt.datetime(2025, 3, 10, tzinfo=UTC)
+    messages = [(f"m{i}", ORG, "c1", "bot-a", "web", "u1", "in", ms(start) + i * 60_000, None, None, None, 0)
+                for i in range(30)]
+    conn.execute("BEGIN")
+    insert_rows(conn, "messages", messages)
+    conn.execute("COMMIT")
+    create_indexes(conn)
+    conn.close()
+    source = SqliteAnalytics(tmp_path / "a.db")
+    try:
+        day = Period(start, start + dt.timedelta(days=1), "UTC")
+        for now, hours in ((start + dt.timedelta(hours=6), 6), (start + dt.timedelta(days=3), 24)):
+            ctx = SectionContext(scope=Scope(org_id=None, period=day), source=source, options={},
+                                 principal=PRINCIPAL, include_charts=False, now=now)
+            assert kpis_of(performance.throughput(ctx))["messages_per_hour"].value == 30 / hours
+    finally:
+        source.close()

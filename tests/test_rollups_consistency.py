@@ -262,3 +262,43 @@ def test_kept_answers_are_shared_by_threads_and_renewed_by_a_commit(tmp_path):
     writer.execute("UPDATE bots SET name = name || '!'")  # any commit
     writer.close()
     assert source.kept("q", scope, slow) == 2  # the file changed: computed again
+
+
+def test_rollups_of_an_earlier_definition_are_read_around_and_rebuilt_at_the_next_write(tmp_path):
+    """A file whose rollups and conversation rows counted an incoming message's error flag as an
+    errored reply (the earlier definition): its reports read the base tables, with the numbers of
+    today's definitions, until its next write rebuilds those structures."""
+    path = tmp_path / "a.db"
+    generate(path, days=10, bots=3, messages=3000, seed=5, end_date=dt.date(2025, 1, 31))
+    conn = sqlite3.connect(path)
+    flagged = conn.execute("UPDATE messages SET is_error = 1 WHERE direction = 'in' AND rowid % 7 = 0").rowcount
+    expected_source = SqliteAnalytics(path)  # current rollups, kept by the triggers through the update
+    scope = next(scopes())
+    expected = answers(expected_source, scope)
+    expected_source.close()
+    # The earlier definition: every message's flag counted, in the stored counts and the triggers.
+    old_count = "coalesce(sum({t}.is_error), 0)"
+    for table, trigger in (("rollup_conversation_messages", "rollup_conversation_messages_insert"),
+                           (CONVERSATION_ROWS, f"{CONVERSATION_ROWS}_message_insert")):
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", [trigger]).fetchone()
+        conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute(sql.replace("CASE WHEN b.direction = 'out' THEN b.is_error END", "b.is_error")
+                     .replace("CASE WHEN m.direction = 'out' THEN m.is_error END", "m.is_error"))
+    conn.execute(f"UPDATE {CONVERSATION_ROWS} SET errors = (SELECT coalesce(sum(m.is_error), 0) FROM messages m"
+                 f" WHERE m.conversation_id = {CONVERSATION_ROWS}.id)")
+    conn.commit()
+    conn.close()
+    assert flagged > 0
+    old = SqliteAnalytics(path)
+    try:
+        assert not old.rollups and not old.conversation_rows_current
+        assert answers(old, scope) == expected
+        old.write_events([])  # any write brings the structures to today's definitions
+    finally:
+        old.close()
+    rebuilt = SqliteAnalytics(path)
+    try:
+        assert rebuilt.rollups and rebuilt.conversation_rows_current
+        assert answers(rebuilt, scope) == expected
+    finally:
+        rebuilt.close()

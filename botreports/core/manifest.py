@@ -13,7 +13,7 @@ from .convert import utc_text
 #: The version of the metric definitions (docs/metrics.md). Bumped whenever a definition changes
 #: what a number means or how it is computed, so two reports with the same version, parameters and
 #: data watermark must agree number for number.
-METRIC_DEFINITIONS_VERSION = 1
+METRIC_DEFINITIONS_VERSION = 2
 #: The shape of the manifest itself.
 MANIFEST_SCHEMA = "botreports-manifest/1"
 
