@@ -22,14 +22,25 @@ LENGTH = struct.Struct("!Q")
 
 
 def _warm_up() -> None:
-    """Import WeasyPrint and lay out one small page, so fonts are found before a PDF is asked for."""
-    from weasyprint import HTML
+    """Load WeasyPrint and lay out a small report with every kind of block (the fonts of each
+    weight, a chart's SVG, a table, the page boxes), so a forked child starts with it all ready."""
+    import datetime as dt
 
-    from .document_html import TEMPLATES_DIR, stylesheet
-    from .pdf_exporter import locked_down_fetcher
+    from ...core.models import (Chart, Column, Kpi, Kpis, Period, ReportDocument, SectionResult, Series,
+                                Table, Text)
+    from .document_html import render_html
+    from .pdf_exporter import weasyprint_pdf
 
-    HTML(string=f"<style>{stylesheet('report.css')}</style><h1>Warm</h1><p>text <b>bold</b></p>",
-         base_url=TEMPLATES_DIR.as_uri() + "/", url_fetcher=locked_down_fetcher()).write_pdf()
+    utc = dt.timezone.utc
+    blocks = [Kpis([Kpi("messages", "Messages", 1200, previous=1000)]),
+              Chart("Per day", "bar", ["Mon", "Tue"], [Series("Messages", [3, 5])]),
+              Chart("Trend", "line", ["Mon", "Tue"], [Series("Latency", [1.5, 2.0])]),
+              Table("Per bot", [Column("bot", "Bot", "text"), Column("n", "Messages", "integer")], [["b", 1]]),
+              Text("Warm **up** `code`")]
+    document = ReportDocument("Warm-up", "custom", Period(dt.datetime(2025, 1, 1, tzinfo=utc),
+                                                         dt.datetime(2025, 1, 2, tzinfo=utc), "UTC"),
+                              dt.datetime(2025, 1, 2, tzinfo=utc), {}, [SectionResult("warm", "Warm", blocks)])
+    weasyprint_pdf(render_html(document, max_rows=10, media="print"), 10)
 
 
 def _receive_exactly(conn: socket.socket, size: int) -> bytes:
