@@ -120,10 +120,14 @@ def test_route_role_organisation(server, route, role, org):
         url = url.replace(f"<{kind}_id>", object_id)
     kwargs = {"headers": dict(server.keys[(role, caller_org)]) if rule.role else {}}
     if isinstance(rule.body, dict) and path.endswith("/events"):
-        # Each organisation writes rows of its own (an event may not replace another's row or
-        # name another's bot: that is refused, as test_ingest shows).
-        own_rows = {} if org == "own" else {"id": "m-matrix-other", "bot_id": "bot-matrix-other"}
-        kwargs["data"] = json.dumps({**rule.body, **own_rows})
+        # Each organisation writes rows of its own, its message after its conversation (an event may
+        # not replace another's row nor join another's conversation: test_ingest_isolation shows that).
+        suffix = "" if org == "own" else "-other"
+        message = {**rule.body, "id": f"m-matrix{suffix}", "conversation_id": f"c-matrix{suffix}"}
+        conversation = {"table": "conversations", "id": message["conversation_id"], "bot_id": message["bot_id"],
+                        "user_id": message["user_id"], "channel": message["channel"],
+                        "started_at": message["created_at"], "status": "open"}
+        kwargs["data"] = json.dumps(conversation) + "\n" + json.dumps(message)
         kwargs["headers"]["Content-Type"] = "application/x-ndjson"
     elif rule.body is not None:
         kwargs["json"] = rule.body
