@@ -191,7 +191,16 @@ def _consumer_class():
 
         def enqueue_periodic_tasks(self, now):
             self._next_periodic = time.monotonic() + seconds_to_next_minute()
-            super().enqueue_periodic_tasks(now)
+            wait = getattr(self.huey, "storage_wait", None)
+            for task in self.huey.read_periodic(now):
+                try:
+                    self.huey.enqueue(task)
+                except Exception as exc:
+                    reason = storage_fault(exc)
+                    if wait is None or reason is None:
+                        self._logger.exception("Error enqueueing periodic task %s.", task)
+                    else:  # a full disk: one line a minute, the next minute tries again
+                        wait.failed(f"the periodic task {task.name} could not be queued ({reason})", task.name)
 
     class EmbeddedConsumer(Consumer):
         """A consumer that leaves the host's signal handlers alone (it may run in any thread)."""
@@ -215,6 +224,7 @@ class HueyQueue:
         # Reads of the queue wait quietly while its storage is full; enqueue is left alone, so a
         # request that cannot be queued fails (503) instead of being lost.
         self.storage_wait = StorageWait()
+        huey.storage_wait = self.storage_wait  # for the scheduler's periodic enqueues
         huey.dequeue = self.storage_wait.read(huey.dequeue, None)
         huey.read_schedule = self.storage_wait.read(huey.read_schedule, [])
 
