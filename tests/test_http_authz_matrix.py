@@ -33,7 +33,7 @@ class Rule:
     body: object = None
 
 
-#: The seed: view/download -> report_viewer, generate -> report_creator, delete reports and
+#: The seed: view/download (and verifying what one may view) -> report_viewer, generate -> report_creator, delete reports and
 #: manage schedules and templates -> report_admin; reading templates is part of generating
 #: (report_viewer); loading events is the service's own admin task.
 MATRIX = {
@@ -45,6 +45,7 @@ MATRIX = {
     ("GET", f"{BASE}/<report_id>"): Rule("report_viewer", kind="report"),
     ("GET", f"{BASE}/<report_id>/download"): Rule("report_viewer", kind="report"),
     ("DELETE", f"{BASE}/<report_id>"): Rule("report_admin", 204, kind="report"),
+    ("POST", f"{BASE}/<report_id>/verify"): Rule("report_viewer", kind="report"),
     ("POST", f"{BASE}/schedule"): Rule("report_admin", 201, body=SCHEDULE),
     ("GET", f"{BASE}/schedule"): Rule("report_admin", lists="schedule"),
     ("PUT", f"{BASE}/schedule/<schedule_id>"): Rule("report_admin", kind="schedule", body={"enabled": False}),
