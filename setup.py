@@ -12,7 +12,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["botreports", "botreports.*"]),
     include_package_data=True,
-    package_data={"botreports": ["builtin_templates/*", "builtin_templates/**/*"]},
+    package_data={"botreports": ["builtin_templates/*", "builtin_templates/**/*",
+                                "adapters/console/templates/*", "adapters/console/static/*"]},
     install_requires=[
         "pluggy>=1.5",
         "attrs>=23.1",
@@ -33,7 +34,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "pdfminer.six>=20231228", "aiosmtpd>=1.4",
-                "pytest-timeout>=2.3", "schemathesis>=4.0"],
+                "pytest-timeout>=2.3", "schemathesis>=4.0", "selenium>=4.20"],
         "postgres": ["psycopg[binary,pool]>=3.1"],
         "redis": ["redis>=5"],
     },

@@ -308,13 +308,15 @@ def cmd_serve(args) -> int:
         settings = rk.settings
         limit = args.connection_limit if args.connection_limit is not None else settings.http_connection_limit
         idle = args.idle_timeout if args.idle_timeout is not None else settings.http_idle_timeout
-        server = create_server(rk.wsgi_app(), host=args.host, port=args.port, threads=args.threads,
+        from .console import service_app
+
+        server = create_server(service_app(rk), host=args.host, port=args.port, threads=args.threads,
                                connection_limit=limit, idle_timeout=idle, ident="botreports",
                                max_request_body_size=largest_body, **proxy_adjustments(settings.trusted_proxy))
         # SIGTERM (docker stop, systemd) ends the server like Ctrl-C: the queue is stopped cleanly.
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         print(f"botreports: serving http://{args.host}:{server.effective_port}/api/v1/reports "
-              f"(OpenAPI at /openapi.json; queue {getattr(queue, 'name', queue)}, {args.workers} worker(s)); "
+              f"(console at http://{args.host}:{server.effective_port}/, OpenAPI at /openapi.json; queue {getattr(queue, 'name', queue)}, {args.workers} worker(s)); "
               "Ctrl-C stops", file=sys.stderr, flush=True)
         try:
             server.run()

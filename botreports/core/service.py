@@ -212,6 +212,14 @@ class Reports:
             needed = security.PERMISSIONS.get(action, "admin")
             raise PermissionDenied(f"{action} requires the role {needed} or higher")
 
+    def allows(self, principal: Principal, action: str, resource: Any = None) -> bool:
+        """Whether ``authorize`` would let ``principal`` do ``action`` (nothing is audited): what an
+        interface offers. ``authorize`` still decides when the action is asked for."""
+        answers = self.pm.hook.authorize(principal=principal, action=action, resource=resource, reports=self)
+        if False in answers:
+            return False
+        return True in answers or principal.is_system or security.role_allows(principal.roles, action)
+
     def audit(self, principal: Principal, action: str, resource: Any = None, *, result: str = "allowed",
               ip: str = "", details: Optional[dict] = None, resource_id: Optional[str] = None) -> None:
         """Write one entry to the framework's audit log."""
@@ -630,6 +638,35 @@ class Reports:
     def token_revoked(self, claims) -> Optional[str]:
         """Why a bearer token with ``claims`` is revoked, or None (asked by the bearer plugin)."""
         return self.revocations.revoked(claims)
+
+    # -- browser sessions (the web console) -------------------------------
+
+    def sign_in(self, request: RequestInfo) -> Tuple[str, Principal]:
+        """Authenticate ``request`` and open a browser session: ``(session token, principal)``."""
+        from .browser_sessions import open_session
+        return open_session(self, request)
+
+    def session_principal(self, token: str) -> Principal:
+        """Who a session token belongs to, with its key or token checked again; ``InvalidCredentials``."""
+        from .browser_sessions import session_principal
+        return session_principal(self, token)
+
+    def sign_out(self, token: str) -> None:
+        """End a browser session in every process."""
+        from .browser_sessions import close_session
+        close_session(self, token)
+
+    def form_token(self, session: Optional[str] = None, nonce: str = "") -> str:
+        """The CSRF token of a session's forms, or (no session) of the sign-in form bound to ``nonce``;
+        ``InvalidCredentials`` for a session that is not valid."""
+        from .browser_sessions import anonymous_form_token, form_token
+        return form_token(self, session) if session else anonymous_form_token(self, nonce)
+
+    def organisation_directory(self, principal: Principal) -> dict:
+        """``{"bots": [(id, name)], "channels": [...]}`` of the principal's organisation (for forms)."""
+        self.authorize(principal, "report.list")
+        from .org_directory import directory
+        return directory(self, principal.org_id)
 
     # -- signed download links and the HTTP app ---------------------------
 
