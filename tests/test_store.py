@@ -1,11 +1,15 @@
-"""The metadata store: schema versions, hashed keys, and writes from many threads and processes."""
+"""The metadata store: schema versions, hashed keys, and writes from many threads and processes,
+on SQLite and on PostgreSQL (``store_support``)."""
 import multiprocessing
 import sqlite3
 import threading
 
 from botreports.core.models import Report
 from botreports.core.security import hash_secret, new_id
-from botreports.core.store import MIGRATIONS, Store, now
+from botreports.core.store import MIGRATIONS, now
+from botreports.core.stores import open_store as open_store_at
+from botreports.core.stores import postgresql
+from store_support import open_store, postgres_store_url, store_location  # noqa: F401 (fixtures)
 
 
 def make_report(org="org-acme"):
@@ -13,18 +17,21 @@ def make_report(org="org-acme"):
                   title="T", parameters={"a": [1, 2]}, created_at=now())
 
 
-def test_schema_is_versioned_and_migrations_are_idempotent(tmp_path):
-    store = Store(tmp_path / "botreports.db")
-    version = store.db.execute("PRAGMA user_version").fetchone()[0]
-    assert version == len(MIGRATIONS) >= 1
+def test_schema_is_versioned_and_migrations_are_idempotent(open_store, store_location):
+    store = open_store()
+    version = store.schema_version()
+    assert version == len(MIGRATIONS) == len(postgresql.MIGRATIONS) >= 1  # one numbering for both
     assert store.migrate() == version  # a second start applies nothing
-    tables = set(store.db.table_names())
-    assert {"reports", "schedules", "schedule_runs", "templates", "api_keys", "audit_log"} <= tables
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert open_store().schema_version() == version
+    tables = set(store.table_names())
+    assert {"reports", "schedules", "schedule_runs", "templates", "api_keys", "audit_log", "deliveries",
+            "report_records", "token_revocations"} <= tables
+    if not store_location.startswith("postgresql"):
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_report_round_trip(tmp_path):
-    store = Store(tmp_path / "botreports.db")
+def test_report_round_trip(open_store):
+    store = open_store()
     report = make_report()
     store.insert_report(report)
     loaded = store.get_report(report.id)
@@ -33,8 +40,8 @@ def test_report_round_trip(tmp_path):
     assert loaded.state == "pending" and loaded.progress == 0
 
 
-def test_progress_never_goes_back(tmp_path):
-    store = Store(tmp_path / "botreports.db")
+def test_progress_never_goes_back(open_store):
+    store = open_store()
     report = make_report()
     store.insert_report(report)
     assert store.claim_report(report.id, "w1", 60)
@@ -53,8 +60,8 @@ def test_api_keys_are_stored_hashed(reports):
     assert reports.store.find_api_key(hash_secret(plain)).id == key.id
 
 
-def test_many_threads_write_without_losing_rows(tmp_path):
-    store = Store(tmp_path / "botreports.db")
+def test_many_threads_write_without_losing_rows(open_store):
+    store = open_store()
     errors = []
 
     def work():
@@ -77,24 +84,23 @@ def test_many_threads_write_without_losing_rows(tmp_path):
     assert store.db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 320
 
 
-def _process_writer(path, count):
-    store = Store(path)
+def _process_writer(location, count):
+    store = open_store_at(location, None)
     for _ in range(count):
         store.insert_report(make_report())
         store.record_run("sch-1", now().replace(microsecond=0, second=0), "done")
 
 
-def test_processes_share_the_store_and_runs_stay_unique(tmp_path):
-    path = tmp_path / "botreports.db"
-    Store(path)
+def test_processes_share_the_store_and_runs_stay_unique(open_store, store_location):
+    open_store()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_process_writer, args=(path, 30)) for _ in range(3)]
+    procs = [ctx.Process(target=_process_writer, args=(store_location, 30)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    store = Store(path)
+    store = open_store()
     assert store.db.execute("SELECT count(*) FROM reports").fetchone()[0] == 90
     # one run per (schedule, fire time), however many writers tried
     runs = store.db.execute("SELECT fire_time, count(*) FROM schedule_runs GROUP BY fire_time").fetchall()
@@ -126,8 +132,8 @@ def test_crash_in_export_leaves_no_file_and_a_failed_report(reports, principal_f
         reports.download(principal_factory("report_viewer"), report.id)
 
 
-def test_status_copy_is_forgotten_by_every_write_through_the_store(tmp_path):
-    store = Store(tmp_path / "botreports.db")
+def test_status_copy_is_forgotten_by_every_write_through_the_store(open_store):
+    store = open_store()
     report = make_report()
     store.insert_report(report)
     assert store.recent_report(report.id).state == "pending"  # now held for pollers
@@ -141,12 +147,12 @@ def test_status_copy_is_forgotten_by_every_write_through_the_store(tmp_path):
     assert store.recent_report(report.id) is None
 
 
-def test_status_copy_sees_another_process_write_within_its_freshness(tmp_path):
+def test_status_copy_sees_another_process_write_within_its_freshness(open_store):
     import time
 
     from botreports.core import recent_reports
 
-    poller, worker = Store(tmp_path / "botreports.db"), Store(tmp_path / "botreports.db")
+    poller, worker = open_store(), open_store()
     report = make_report()
     poller.insert_report(report)
     started = time.monotonic()

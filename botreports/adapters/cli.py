@@ -68,7 +68,8 @@ def _date(text):
 
 def _reports(args, **kwargs):
     from ..core.service import Reports
-    return Reports(data_dir=_data_dir(args.data_dir), data_source=getattr(args, "data", None), **kwargs)
+    return Reports(data_dir=_data_dir(args.data_dir), data_source=getattr(args, "data", None),
+                   store_url=getattr(args, "store", None), **kwargs)
 
 
 def cmd_demo_data(args) -> int:
@@ -357,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data directory (default ./data, env BOTREPORTS_DATA_DIR)")
+    common.add_argument("--store", help="metadata store: postgresql://user@host/db or an SQLite file"
+                        " (default <data-dir>/botreports.db, env BOTREPORTS_STORE)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -224,7 +224,8 @@ def unpack(blob: bytes) -> dict:
 def save_record(store, report_id: str, record: dict) -> None:
     """Keep (or replace, for a retried report) the record of ``report_id``."""
     with store.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO report_records (report_id, record, created_at) VALUES (?, ?, ?)",
+        db.execute("INSERT INTO report_records (report_id, record, created_at) VALUES (?, ?, ?) ON CONFLICT"
+                   " (report_id) DO UPDATE SET record = excluded.record, created_at = excluded.created_at",
                    [report_id, pack(record), dt.datetime.now(dt.timezone.utc).isoformat()])
 
 

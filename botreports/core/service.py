@@ -28,7 +28,8 @@ from .pipeline import build_document, write_artifact
 from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
 from .scheduling import inclusive_days, parse_instant
 from .settings import Settings
-from .store import Store, now
+from .store import now
+from .stores import open_store
 from .token_revocations import TokenRevocations
 
 log = logging.getLogger("botreports")
@@ -79,7 +80,7 @@ class Reports:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.reports_dir = self.data_dir / "reports"
         self.reports_dir.mkdir(exist_ok=True)
-        self.store = Store(self.data_dir / "botreports.db")
+        self.store = open_store(self.settings.store_url, self.data_dir)
         default_plugins = importlib.import_module(DEFAULT_PLUGINS_MODULE).DEFAULT_PLUGINS
         self.pm = build_plugin_manager(default_plugins, plugins, load_entrypoints, disable_plugins)
         self._build_registries()

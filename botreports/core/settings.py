@@ -38,6 +38,9 @@ class Settings:
     data_dir: Path = attrs.field(converter=Path)
     #: ``BOTREPORTS_DATA``: analytics source URL; default ``sqlite:///<data_dir>/analytics.db``.
     data_url: Optional[str] = None
+    #: ``BOTREPORTS_STORE``: metadata store, ``postgresql://...`` (several hosts) or an SQLite file;
+    #: default ``<data_dir>/botreports.db``.
+    store_url: Optional[str] = None
     #: ``BOTREPORTS_MAX_RANGE_DAYS``: longest period a report may cover.
     max_range_days: int = 400
     #: ``BOTREPORTS_RETENTION_DAYS``: reports expire after this many days; a fraction is allowed
@@ -131,6 +134,7 @@ class Settings:
         values = {
             "data_dir": _env("DATA_DIR", "./data"),
             "data_url": _env("DATA", None),
+            "store_url": _env("STORE", None),
             "max_range_days": _env("MAX_RANGE_DAYS", 400, int),
             "retention_days": _env("RETENTION_DAYS", 30, float),
             "data_retention_days": _env("DATA_RETENTION_DAYS", 365, int),

@@ -250,6 +250,13 @@ class Store:
                 db.execute(f"PRAGMA user_version = {number}")
             return len(MIGRATIONS)
 
+    def schema_version(self) -> int:
+        """The number of migrations applied to this store."""
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def table_names(self) -> List[str]:
+        return self.db.table_names()
+
     # -- generic helpers ------------------------------------------------
 
     def _insert(self, table: str, record) -> None:
