@@ -43,6 +43,9 @@ def test_demo_serve_prints_a_key_and_curl_examples_then_serves_reports(tmp_path,
         while "curl" not in banner or "/health" not in banner:  # the examples come before the server starts
             banner += process.stdout.readline()
         key = re.search(r"export KEY=(brk_\S+)", banner).group(1)
+        assert banner.index("The web console: open http://127.0.0.1:0/") < banner.index("curl")  # first
+        console = requests.get(url["base"] + "/", timeout=10)
+        assert console.status_code == 200 and console.url.endswith("/signin") and "Sign in" in console.text
         for group in ("/generate", "/status", "/download?as=link", "/schedule", "/templates", "/openapi.json"):
             assert group in banner, group
         api = url["base"] + "/api/v1/reports"
