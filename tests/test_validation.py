@@ -169,6 +169,19 @@ def test_schedule_and_template_validation_name_fields(reports, principal_factory
     assert reports.store.db.execute("SELECT count(*) FROM templates").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("field", ["recipients", "webhooks", "timezone", "cron", "period", "name", "subject"])
+@pytest.mark.parametrize("value", [{"a": 1}, [{"a": 1}], [["x"]], 7, None, True])
+def test_schedule_fields_of_any_json_shape_are_named_not_crashed_on(reports, principal_factory, field, value):
+    """Any JSON value in a schedule's field is either accepted or named in a ValidationError;
+    an object inside a list (unhashable) once escaped as a TypeError."""
+    body = {"type": "usage", "format": "json", "cron": "0 8 * * 1", "timezone": "UTC",
+            "recipients": ["manager@company.example"], field: value}
+    try:
+        reports.create_schedule(principal_factory("admin"), body)
+    except ValidationError as exc:
+        assert field in {d["field"].split("[")[0] for d in exc.details}
+
+
 @pytest.mark.parametrize("params,field", [
     ({"limit": 101}, "limit"), ({"limit": "ten"}, "limit"), ({"offset": -1}, "offset"),
     ({"sort": "size"}, "sort"), ({"order": "up"}, "order"), ({"status": "done"}, "status"),

@@ -137,7 +137,9 @@ def validate_schedule(body: Any, reports, principal: Principal) -> dict:
     if len(recipients) + len(webhooks) > settings.schedule_max_recipients:
         problems.append(("recipients", f"at most {settings.schedule_max_recipients} recipients and webhooks "
                                        "together"))
-    recipients = list(dict.fromkeys(r.strip().lower() if isinstance(r, str) else r for r in recipients))
+    # Only text can be a recipient: anything else is already a problem, and a JSON object could not be
+    # de-duplicated (it is unhashable).
+    recipients = list(dict.fromkeys(r.strip().lower() for r in recipients if isinstance(r, str)))
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(("enabled", "must be true or false"))

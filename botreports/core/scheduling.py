@@ -20,11 +20,16 @@ RELATIVE_PERIODS = (
 )
 
 
-@lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``; ``ValueError`` for an unknown or unsafe name."""
+    # Checked before the cache, which would fail on an unhashable value (a JSON list or object).
     if not isinstance(name, str) or not name or name.startswith(("/", ".")) or ".." in name:
         raise ValueError(f"unknown timezone {name!r}")
+    return _zone(name)
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
