@@ -129,10 +129,9 @@ class BotserverConversationTable:
 
         A row per conversation makes every Python step per row count, so Python takes none:
         PostgreSQL writes each row's text, the user's id between two marks, and the rows come
-        ``rows_per_text`` a fetch (made into strings by the driver's C code), joined, the ids
-        swapped for labels (a JSON string, made once per user) with one split and one join.
-        The fetches are made on a thread of their own, one ahead, while the text before is
-        spliced and written.
+        ``rows_per_text`` at a time, joined, the ids swapped for labels (a JSON string, made
+        once per user) with one split and one join. The rows are read on a thread of their
+        own, a batch ahead, while the text before is spliced and written.
         """
         labels = _Labels(self.user_label, _json_label)
         label_of = labels.__getitem__

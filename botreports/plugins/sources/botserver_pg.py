@@ -350,27 +350,25 @@ class BotserverAnalytics:
             raise self._timed_out(exc) from None  # final: a retry would be as slow
 
     def text_batches(self, sql: str, params, size: int = 2000) -> Iterator[list]:
-        """Rows of one query, ``size`` a list of tuples, through a server-side cursor planned for
-        all its rows (not for the first tenth, as a cursor is by default), with floats written
-        to their shortest exact digits (``extra_float_digits`` 1, whatever the role's setting):
-        for rows PostgreSQL writes as text, such as a raw table's JSON (the driver makes each
-        batch's strings in C, and nothing holds them all)."""
+        """Rows of one query, ``size`` a list of tuples, as the server makes them (libpq's chunked
+        rows: a plain query, so PostgreSQL may plan it in parallel, which it never does for a
+        server-side cursor), with floats written to their shortest exact digits
+        (``extra_float_digits`` 1, whatever the role's setting): for rows PostgreSQL writes as
+        text, such as a raw table's JSON. Nothing holds them all."""
+        import itertools
+
         import psycopg
 
-        try:
-            with self._connection() as conn:
-                with conn.transaction():
-                    conn.execute("SET LOCAL cursor_tuple_fraction = 1")
-                    conn.execute("SET LOCAL extra_float_digits = 1")
-                    with conn.cursor(name=f"botreports_{uuid.uuid4().hex[:12]}") as cur:
-                        cur.execute(sql, params)
-                        while True:
-                            rows = cur.fetchmany(size)
-                            if not rows:
-                                return
-                            yield rows
-        except psycopg.errors.QueryCanceled as exc:
-            raise self._timed_out(exc) from None  # final: a retry would be as slow
+        chunk = size if psycopg.pq.version() >= 170000 else 1  # chunked rows came with libpq 17
+        with self._connection() as conn:
+            with conn.transaction():
+                conn.execute("SET LOCAL extra_float_digits = 1")
+                rows = conn.cursor().stream(sql, params, size=chunk)
+                while True:
+                    batch = list(itertools.islice(rows, size))
+                    if not batch:
+                        return
+                    yield batch
 
     def _params(self, scope: Scope, **extra) -> dict:
         return {**scope_params(scope), "fractions": FRACTIONS, **extra}
