@@ -3,11 +3,15 @@
 The host (think botserver) has its own Bottle app, its own sign-in and its own
 way of telling a user something. botreports plugs into each:
 
-- its HTTP API answers under ``/api/v1/reports`` of the host's WSGI app;
-- the host's session cookie is turned into a ``Principal`` by an
-  ``authenticate`` hook, so no API key is needed in the browser or the bot;
+- its HTTP API answers under ``/api/v1/reports`` of the host's WSGI app, or under
+  a mount point of the host's choosing (``--mount /analytics``), its contract at
+  ``…/api/v1/reports/openapi.json``;
+- the host signs its users in; its middleware hands who is asking to botreports
+  (WSGI ``REMOTE_USER``), and an ``authenticate`` hook turns that into a
+  ``Principal``, so no API key is needed in the browser or the bot;
 - generation jobs run on worker threads started and stopped with the host
-  (no signal handler of the host is touched);
+  (no signal handler of the host is touched: the host stops cleanly on SIGTERM
+  or Ctrl-C, letting running reports finish);
 - ``report_finished`` tells the user who asked that the report is ready.
 
 Run it::
@@ -19,12 +23,14 @@ Run it::
          -d '{"type": "usage", "start_date": "2025-01-01", "end_date": "2025-01-31", "format": "json"}' \\
          http://127.0.0.1:8080/api/v1/reports/generate
     curl -b jar http://127.0.0.1:8080/notifications
+    kill -TERM <pid>     # stops serving, lets running reports finish, exits 0
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import secrets
+import signal
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -73,12 +79,9 @@ class HostPlugin:
 
     @hookimpl
     def authenticate(self, request):
-        """The host's session cookie -> a Principal with the user's organisation and report role."""
-        cookie = request.header("Cookie") or ""
-        token = next((part.split("=", 1)[1] for part in (p.strip() for p in cookie.split(";"))
-                      if part.startswith(f"{SESSION_COOKIE}=")), None)
-        user = self.accounts.user_of(token)
-        if user is None:
+        """The user the host signed in (``REMOTE_USER``) -> a Principal with their organisation and role."""
+        user = request.remote_user
+        if user is None or user not in self.accounts.users:
             return None  # let the other ways in (API keys, bearer tokens) have their turn
         profile = self.accounts.users[user]
         return Principal(id=user, org_id=profile["org_id"], roles={profile["role"]}, name=user, via="host-session")
@@ -115,33 +118,57 @@ def host_app(accounts: HostAccounts) -> bottle.Bottle:
     return app
 
 
-class PrefixDispatcher:
-    """WSGI: paths under ``prefix`` go to ``mounted`` unchanged, everything else to ``host``.
+def session_user(accounts: HostAccounts, environ: dict) -> Optional[str]:
+    """The user of the host's session cookie in a WSGI environ, if it names a live session."""
+    cookie = environ.get("HTTP_COOKIE", "")
+    token = next((part.split("=", 1)[1] for part in (p.strip() for p in cookie.split(";"))
+                  if part.startswith(f"{SESSION_COOKIE}=")), None)
+    return accounts.user_of(token)
 
-    The reports app serves its routes under ``/api/v1/reports`` itself, so the
-    path is passed through as it is (unlike ``Bottle.mount``, which strips it).
+
+class PrefixDispatcher:
+    """WSGI: the reports API to ``mounted``, everything else to ``host``; the host's sign-in for both.
+
+    Without ``mount`` the paths under ``/api/v1/reports`` go to the reports app as
+    they are (it serves its routes there itself). With ``mount="/analytics"``
+    everything under it goes to the reports app the WSGI way: the mount point
+    moves from ``PATH_INFO`` to ``SCRIPT_NAME``, and every URL the app makes
+    (signed links, ``Location`` and ``Link`` headers, the OpenAPI ``servers``)
+    starts with it. The signed-in user travels as ``REMOTE_USER``.
     """
 
-    def __init__(self, host, prefix: str, mounted):
-        self.host, self.prefix, self.mounted = host, prefix.rstrip("/"), mounted
+    def __init__(self, host, mounted, accounts: HostAccounts, mount: str = ""):
+        self.host, self.mounted, self.accounts = host, mounted, accounts
+        self.mount = mount.rstrip("/")
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if path == self.prefix or path.startswith(self.prefix + "/") or path == "/openapi.json":
-            return self.mounted(environ, start_response)
-        return self.host(environ, start_response)
+        if self.mount:
+            if not (path == self.mount or path.startswith(self.mount + "/")):
+                return self.host(environ, start_response)
+            environ = dict(environ, SCRIPT_NAME=environ.get("SCRIPT_NAME", "").rstrip("/") + self.mount,
+                           PATH_INFO=path[len(self.mount):] or "/")
+        elif not (path == REPORTS_PREFIX or path.startswith(REPORTS_PREFIX + "/")):
+            return self.host(environ, start_response)
+        environ = dict(environ)
+        environ.pop("REMOTE_USER", None)  # only the host's own sign-in says who this is
+        user = session_user(self.accounts, environ)
+        if user is not None:
+            environ["REMOTE_USER"] = user
+        return self.mounted(environ, start_response)
 
 
 class Host:
     """The host process: its WSGI app with botreports inside, started and stopped together."""
 
     def __init__(self, data_dir: Path, users: Dict[str, dict], data_source: Optional[str] = None,
-                 workers: int = 2):
+                 workers: int = 2, mount: str = ""):
         self.accounts = HostAccounts(users)
         self.queue = make_queue(None, Path(data_dir), workers=workers)  # Huey on SQLite in the data dir
         self.reports = Reports(data_dir=data_dir, data_source=data_source, queue=self.queue,
                                plugins=[HostPlugin(self.accounts)])
-        self.app = PrefixDispatcher(host_app(self.accounts), REPORTS_PREFIX, self.reports.wsgi_app())
+        self.mount = mount.rstrip("/")
+        self.app = PrefixDispatcher(host_app(self.accounts), self.reports.wsgi_app(), self.accounts, self.mount)
         self._server = None
         self._thread: Optional[threading.Thread] = None
 
@@ -174,19 +201,26 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default="./data")
     parser.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--mount", default="", help="serve the reports API under this path, e.g. /analytics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     users = {"ana": {"org_id": "org-acme", "role": "report_creator"},
              "bruno": {"org_id": "org-globex", "role": "report_viewer"}}
-    host = Host(Path(args.data_dir), users, data_source=args.data)
+    # The host's own signal handling (botreports installs none): SIGTERM from a service manager
+    # and Ctrl-C both end the wait below, and the host stops in order.
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    host = Host(Path(args.data_dir), users, data_source=args.data, mount=args.mount)
     url = host.start(port=args.port)
-    print(f"host listening on {url}; reports under {url}{REPORTS_PREFIX}")
+    print(f"host listening on {url}; reports under {url}{host.mount}{REPORTS_PREFIX}", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:  # the host's own Ctrl-C handling, untouched by botreports
+        while not stopping.wait(1.0):  # a timed wait lets the main thread run the signal handler
+            pass
+    except KeyboardInterrupt:
         pass
     finally:
         host.stop()
+    print("host stopped", flush=True)
     return 0
 
 

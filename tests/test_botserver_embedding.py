@@ -57,7 +57,7 @@ def run_host(tmp_path, org, data_source, period):
             time.sleep(0.05)
         assert told == [{"report_id": report_id, "state": "completed", "title": "Embedded", "error": None}]
         # the contract is reachable through the host, where the docs route it
-        contract = json.loads(opener.open(f"{url}/openapi.json", timeout=10).read())
+        contract = json.loads(opener.open(f"{url}/api/v1/reports/openapi.json", timeout=10).read())
         assert contract["openapi"].startswith("3.1") and "/api/v1/reports/generate" in contract["paths"]
         # without the host's session there is no way in
         with pytest.raises(urllib.error.HTTPError) as denied:

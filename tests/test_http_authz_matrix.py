@@ -39,6 +39,7 @@ class Rule:
 MATRIX = {
     ("GET", "/openapi.json"): Rule(),
     ("GET", f"{BASE}/health"): Rule(),
+    ("GET", f"{BASE}/openapi.json"): Rule(),
     ("POST", f"{BASE}/generate"): Rule("report_creator", 202, body=GEN),
     ("GET", BASE): Rule("report_viewer", lists="report"),
     ("GET", f"{BASE}/<report_id>/status"): Rule("report_viewer", kind="report"),

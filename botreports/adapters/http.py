@@ -82,6 +82,17 @@ def headers_of(environ: dict) -> Dict[str, str]:
     return headers
 
 
+#: The WSGI environ key under which a host's own middleware may leave who signed in (any object: a
+#: user record, a session); ``authenticate`` hooks read it as ``RequestInfo.identity``.
+IDENTITY_ENVIRON_KEY = "botreports.identity"
+
+
+def mount_prefix(environ: dict) -> str:
+    """Where a host mounted the app (WSGI ``SCRIPT_NAME``, ``/analytics``), percent-encoded as a
+    URL path and without its trailing slash; ``""`` when it answers at the server's root."""
+    return quote(environ.get("SCRIPT_NAME", "").rstrip("/"), safe="/")
+
+
 #: The answer to an address that sent too many wrong credentials lately.
 TOO_MANY_FAILURES = "too many failed authentication attempts from this address; wait before trying again"
 
@@ -136,6 +147,8 @@ class HttpApi:
         report_id = "<report_id:re:(?!(?:%s)$)[^/]+>" % "|".join(re.escape(s) for s in RESERVED_SEGMENTS)
         routes: List[Tuple[str, str, Callable, dict]] = [
             ("GET", "/openapi.json", self.openapi, {"public": True}),
+            # Also under the API's own path, so a host routing only that path still serves its contract.
+            ("GET", f"{r}/openapi.json", self.openapi, {"public": True}),
             ("GET", f"{r}/health", self.health, {"public": True}),
             ("POST", f"{r}/generate", self.generate, {}),
             ("GET", r, self.list_reports, {}),
@@ -191,8 +204,12 @@ class HttpApi:
 
     def request_info(self, request) -> RequestInfo:
         environ = request.environ
+        # REMOTE_USER and the identity key are set by the server or a host's middleware, never from
+        # a header (a header arrives as HTTP_*), so a hook may trust them as far as it trusts the host.
         return RequestInfo(method=request.method, path=request.path, headers=headers_of(environ),
-                           query=dict(self.query_pairs(request)), remote_addr=request.remote_addr or "")
+                           query=dict(self.query_pairs(request)), remote_addr=request.remote_addr or "",
+                           remote_user=environ.get("REMOTE_USER") or None,
+                           identity=environ.get(IDENTITY_ENVIRON_KEY))
 
     def principal(self, request):
         """Who is asking (401 otherwise), after spending one token of their request budget.
@@ -338,7 +355,8 @@ class HttpApi:
                  status, took, who, request_id)
 
     def url(self, path: str, request) -> str:
-        """An absolute URL for ``path``: the configured public URL, else the request's own host
+        """An absolute URL for ``path`` (the app's own path; the host's mount point, ``SCRIPT_NAME``,
+        goes in front of it): the configured public URL, else the request's own host
         when it is one of ``allowed_hosts`` (a 400 naming ``Host`` otherwise: a link built on
         a host the client chose would send its recipients wherever the client wanted)."""
         settings = self.reports.settings
@@ -351,13 +369,21 @@ class HttpApi:
                     f"{host or 'missing'} is not one of BOTREPORTS_ALLOWED_HOSTS; this server builds links only on "
                     "its configured hosts (set BOTREPORTS_PUBLIC_URL)"))])
             base = f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
-        return base.rstrip("/") + path
+        return base.rstrip("/") + self.prefix(request) + path
+
+    def prefix(self, request) -> str:
+        """Where this app answers inside its host: ``SCRIPT_NAME`` (a WSGI mount), then the prefix
+        of ``Bottle.mount`` (which copies the routes into the host's app under it), ``""`` if none."""
+        merged = quote(self.app.config.get("_mount.prefix", "").rstrip("/"), safe="/")
+        return mount_prefix(request.environ) + merged
 
     def paging_headers(self, request, total: int, limit: int, offset: int, params: Dict[str, str]) -> dict:
         """``X-Total-Count`` and an RFC 8288 ``Link`` with first, prev, next and last pages."""
+        here = mount_prefix(request.environ) + quote(request.path, safe="/")
+
         def link(page_offset, rel):
             query = urlencode({**params, "limit": limit, "offset": page_offset})
-            return f'<{request.path}?{query}>; rel="{rel}"'
+            return f'<{here}?{query}>; rel="{rel}"'
 
         links = [link(0, "first")]
         if offset > 0:
@@ -373,9 +399,11 @@ class HttpApi:
         """The OpenAPI 3.1 document of this API, built from the current registries."""
         from .openapi import openapi_document
 
-        key = (tuple(self.reports.report_types), tuple(self.reports.exporters), tuple(self.reports.sections))
+        prefix = self.prefix(self.bottle.request)
+        key = (tuple(self.reports.report_types), tuple(self.reports.exporters), tuple(self.reports.sections),
+               prefix)
         if self._openapi_cache[0] != key:
-            document = openapi_document(self.reports, self.base)
+            document = openapi_document(self.reports, self.base, server_url=prefix or "/")
             self._openapi_cache = (key, json.dumps(document, ensure_ascii=False).encode("utf-8"))
         response = self.bottle.HTTPResponse(body=self._openapi_cache[1], status=200)
         response.content_type = "application/json"
@@ -394,7 +422,7 @@ class HttpApi:
         request = self.bottle.request
         self.query(request, ())
         report = self.reports.generate(principal, self.json_body(request))
-        status_path = f"{self.root}/{report.id}/status"
+        status_path = f"{self.prefix(request)}{self.root}/{report.id}/status"
         return self.json_response(status_view(report), 202, {"Location": status_path})
 
     def list_reports(self, principal):
@@ -493,7 +521,7 @@ class HttpApi:
         self.query(request, ())
         schedule = self.reports.create_schedule(principal, self.json_body(request))
         return self.json_response(self.schedule_json(schedule), 201,
-                                  {"Location": f"{self.root}/schedule/{schedule.id}"})
+                                  {"Location": f"{self.prefix(request)}{self.root}/schedule/{schedule.id}"})
 
     def update_schedule(self, principal, schedule_id):
         request = self.bottle.request
@@ -519,7 +547,7 @@ class HttpApi:
         self.query(request, ())
         template = self.reports.create_template(principal, self.json_body(request))
         return self.json_response(template_view(template), 201,
-                                  {"Location": f"{self.root}/templates/{template.id}"})
+                                  {"Location": f"{self.prefix(request)}{self.root}/templates/{template.id}"})
 
     def get_template(self, principal, template_id):
         self.query(self.bottle.request, ())

@@ -296,8 +296,9 @@ def schemas(reports) -> Dict[str, Any]:
     }
 
 
-def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
-    """The whole OpenAPI 3.1 document of the API served under ``{base}/reports``."""
+def openapi_document(reports, base: str = "/api/v1", server_url: str = "/") -> Dict[str, Any]:
+    """The whole OpenAPI 3.1 document of the API served under ``{base}/reports``, its paths
+    relative to ``server_url`` (where a host mounted the app, ``/`` at the server's root)."""
     from .. import __version__
 
     r = f"{base}/reports"
@@ -315,6 +316,10 @@ def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
     paths = {
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": public, "tags": ["meta"],
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
+        f"{r}/openapi.json": {"get": {
+            "operationId": "openapiUnderReports", "summary": "This document, under the API's own path",
+            "security": public, "tags": ["meta"],
             "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")}}},
         f"{r}/health": {"get": {
             "operationId": "health", "summary": "Liveness, without authentication", "security": public,
@@ -438,7 +443,7 @@ def openapi_document(reports, base: str = "/api/v1") -> Dict[str, Any]:
                            "Roles, lowest first: " + " < ".join(ROLES) + ". Every object belongs to an "
                            "organisation; another organisation's objects answer 404.",
         },
-        "servers": [{"url": "/"}],
+        "servers": [{"url": server_url}],
         "security": [{"ApiKeyHeader": []}, {"Bearer": []}, {"ApiKeyQuery": []}],
         "tags": [{"name": n} for n in ("reports", "schedules", "templates", "events", "meta")],
         "paths": paths,

@@ -35,6 +35,10 @@ class RequestInfo:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     query: Mapping[str, str] = attrs.field(factory=dict)
     remote_addr: str = ""
+    #: The user the server or the host already authenticated (WSGI ``REMOTE_USER``), if any.
+    remote_user: Optional[str] = None
+    #: What a host's middleware left in the WSGI environ under ``botreports.identity`` (any object).
+    identity: Any = None
 
     def header(self, name: str) -> Optional[str]:
         """A header by case-insensitive name."""
