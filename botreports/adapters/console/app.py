@@ -564,8 +564,8 @@ def _timezones() -> List[str]:
     return sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
 
 
-def _when(text: Optional[str]) -> str:
-    """``2025-03-01T08:00:00Z`` as ``2025-03-01 08:00 UTC``."""
+def _when(text: Optional[str], zone: bool = True) -> str:
+    """``2025-03-01T08:00:00Z`` as ``2025-03-01 08:00 UTC`` (without ``UTC`` when ``zone`` is false)."""
     if not text:
         return "—"
     try:
@@ -573,5 +573,5 @@ def _when(text: Optional[str]) -> str:
     except ValueError:
         return str(text)
     if instant.utcoffset() == dt.timedelta(0):
-        return instant.strftime("%Y-%m-%d %H:%M UTC")
+        return instant.strftime("%Y-%m-%d %H:%M UTC" if zone else "%Y-%m-%d %H:%M")
     return instant.strftime("%Y-%m-%d %H:%M (UTC%z)")
