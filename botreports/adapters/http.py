@@ -25,6 +25,7 @@ from ..core.rate_limit import TokenBuckets
 from ..core.storage_faults import storage_fault
 from ..core.views import report_view, schedule_view, status_view, template_view
 from .log_escaping import EscapeControlCharacters
+from .page_cache import PageCache
 
 log = logging.getLogger("botreports.http")
 # A path, a request id or a token's subject must not start a line of its own in the log.
@@ -136,6 +137,7 @@ class HttpApi:
         #: Failed credentials per client address (keys, tokens and link signatures alike).
         self.failures = TokenBuckets(reports.settings.auth_failure_limit)
         self._openapi_cache: Tuple[Any, bytes] = (None, b"")
+        self.pages = PageCache(reports.change_token)
         self.app = bottle.Bottle()
         self.app.default_error_handler = self._router_error
         self._routes()
@@ -429,11 +431,22 @@ class HttpApi:
         request = self.bottle.request
         params = self.query(request, ("type", "status", "created_after", "created_before", "limit", "offset",
                                       "sort", "order"))
-        items, total = self.reports.list(principal, **params)
-        limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
-        paging = {k: v for k, v in params.items() if k not in ("limit", "offset")}
-        return self.json_response([report_view(item) for item in items], 200,
-                                  self.paging_headers(request, total, limit, offset, paging))
+        # Asked every time, answered from memory or not: a role without the right is refused.
+        self.reports.authorize(principal, "report.list")
+
+        def page():
+            items, total = self.reports.list(principal, **params)
+            limit, offset = int(params.get("limit") or 20), int(params.get("offset") or 0)
+            paging = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+            body = _JSON.encode([report_view(item) for item in items]).encode("utf-8", "backslashreplace")
+            return body, self.paging_headers(request, total, limit, offset, paging)
+
+        key = (principal.org_id, request.environ.get("SCRIPT_NAME", ""), request.path, tuple(sorted(params.items())))
+        body, headers = self.pages.get_or_build(key, page)
+        response = self.bottle.HTTPResponse(body=body, status=200, headers=JSON_HEADERS)
+        for name, value in headers.items():
+            response.set_header(name, value)
+        return response
 
     def status(self, principal, report_id):
         self.query(self.bottle.request, ())

@@ -387,6 +387,11 @@ class Reports:
         query = list_query(filters, self.report_types)
         return self.store.list_reports(None if principal.is_system else principal.org_id, **query)
 
+    def change_token(self) -> tuple:
+        """Differs after any write to the metadata store since this thread last asked: an answer
+        computed from the store may be reused while it stays the same (``Store.change_token``)."""
+        return self.store.change_token()
+
     def download(self, principal: Principal, report_id: str):
         """The completed report's artifact (``DownloadFile``); ``Conflict`` if not completed,
         ``Gone`` once past its ``expires_at``."""

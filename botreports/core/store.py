@@ -275,6 +275,14 @@ class Store:
             self._recent_reports.forget(record_id)
         return changed
 
+    def change_token(self) -> Tuple[int, int]:
+        """A value that differs after any commit to this store, by any connection or process, since
+        it was last read in this thread: ``PRAGMA data_version`` changes with other connections'
+        commits, ``total_changes`` with this connection's own. Cheap (no table is read), so a
+        reader can keep an answer for as long as the token stays the same."""
+        conn = self.db.conn
+        return conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
     def rows(self, sql: str, params=()) -> List[dict]:
         """Rows of a read as dicts, in one statement.
 
