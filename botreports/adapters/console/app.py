@@ -356,7 +356,7 @@ class Console:
 
     def download(self, principal, report_id):
         file = self.reports.download(principal, report_id)
-        response = self.bottle.HTTPResponse(body=open(file.path, "rb"), status=200)
+        response = self.bottle.HTTPResponse(body=_stream(file), status=200)
         response.content_type = file.media_type or "application/octet-stream"
         response.set_header("Content-Length", str(file.size))
         response.set_header("Content-Disposition",
@@ -371,7 +371,7 @@ class Console:
         if report.format != "html":
             raise NotFound(f"report {report_id} is not an HTML report")
         file = self.reports.download(principal, report_id)
-        response = self.bottle.HTTPResponse(body=open(file.path, "rb"), status=200)
+        response = self.bottle.HTTPResponse(body=_stream(file), status=200)
         response.content_type = "text/html; charset=utf-8"
         for name, value in {"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
                             "Cache-Control": "no-store", "X-Frame-Options": "SAMEORIGIN",
@@ -535,6 +535,12 @@ class Console:
         response.set_header("Cache-Control", "public, max-age=86400")
         response.set_header("X-Content-Type-Options", "nosniff")
         return response
+
+
+def _stream(file):
+    """The bytes of a ``DownloadFile``, wherever it is stored (its own ``open`` when it has one)."""
+    opener = getattr(file, "open", None)
+    return opener() if opener is not None else open(file.path, "rb")
 
 
 def _int(text: Optional[str], default: int) -> int:
