@@ -120,8 +120,11 @@ def test_a_large_artifact_is_synced_as_it_grows_and_hashes_what_was_written(tmp_
     from botreports.core.models import Period, ReportDocument
 
     syncs = []
-    monkeypatch.setattr(pipeline._HashingWriter, "SYNC_EVERY", 1000)
-    monkeypatch.setattr(pipeline, "_sync_data", lambda fd: syncs.append(fd))
+    from botreports.core import artifact_stream
+    from botreports.core.errors import ExportFailed
+
+    monkeypatch.setattr(artifact_stream.ArtifactStream, "SYNC_EVERY", 1000)
+    monkeypatch.setattr(artifact_stream, "sync_data", lambda fd: syncs.append(fd))
     chunks = [f"{n:05d}".encode() * 100 for n in range(40)]  # 40 writes of 500 bytes
 
     @attrs.define
@@ -146,7 +149,8 @@ def test_a_large_artifact_is_synced_as_it_grows_and_hashes_what_was_written(tmp_
     assert (tmp_path / "a.bin").read_bytes() == data
     assert artifact.size == len(data) and artifact.sha256 == hashlib.sha256(data).hexdigest()
     assert len(syncs) >= 5  # about one per 1000 bytes (fewer only while one is still running)
-    with pytest.raises(RuntimeError, match="renderer crashed"):
+    with pytest.raises(ExportFailed, match="renderer crashed") as failed:
         pipeline.write_artifact(document, Writes(fail_after=20), tmp_path / "b.bin", {})
+    assert isinstance(failed.value.__cause__, RuntimeError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
     assert not any(t.name == "botreports-artifact-sync" for t in threading.enumerate())

@@ -111,3 +111,9 @@ class ReportFailed(BotReportsError):
     """Generation of one report failed; the message is the reason shown in its status."""
 
     code = "report_failed"
+
+
+class ExportFailed(ReportFailed):
+    """An exporter raised while writing a report: the message names the format and its plugin."""
+
+    code = "export_failed"

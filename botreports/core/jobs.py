@@ -131,8 +131,12 @@ def run_report(reports, report_id: str, worker: str, lease_seconds: Optional[flo
             exporter = reports.exporters[spec.format]
             path = reports.reports_dir / f"{report.id}{exporter.extension}"
             document = trace_tables(document)  # streamed tables hashed as the exporter reads them
-            artifact = write_artifact(document, exporter, path, spec.options, progress)
+            artifact = write_artifact(document, exporter, path, spec.options, progress,
+                                      plugin=reports.registry_origins("exporters").get(spec.format, ""))
             save_record(store, report.id, document_record(document))  # kept to verify the report later
+            key = str(artifact.path.relative_to(reports.data_dir))
+            # durable where it is served from (uploaded and acknowledged) before it is called completed
+            reports.artifacts.save(key, artifact.path)
             if time.monotonic() > deadline:
                 raise ReportTimedOut(f"timed out after {timeout:g} s (stage: writing)")
         except Exception as exc:  # the reason goes to the report, never a traceback to a client
@@ -143,7 +147,7 @@ def run_report(reports, report_id: str, worker: str, lease_seconds: Optional[flo
             done = store.finish_report(
                 report_id, worker, state="completed", progress=100, stage="completed", completed_at=finished,
                 error=None, expires_at=finished + dt.timedelta(days=settings.retention_days),
-                artifact_path=str(artifact.path.relative_to(reports.data_dir)), artifact_size=artifact.size,
+                artifact_path=key, artifact_size=artifact.size,
                 artifact_sha256=artifact.sha256, media_type=artifact.media_type,
                 filename=download_name(spec.title, spec.period, exporter.extension),
                 lease_owner=None, lease_expires_at=None)
@@ -151,7 +155,7 @@ def run_report(reports, report_id: str, worker: str, lease_seconds: Optional[flo
                 # The reconciler decided first (timeout or lost lease): our file must not be served.
                 log.warning("report %s finished after its lease was taken (%s)", report_id,
                             "renewal lost" if keeper.lost else "expired")
-                _remove_unless_completed(reports, report_id, artifact.path)
+                _remove_unless_completed(reports, report_id, key)
                 return store.get_report(report_id)
     final = store.get_report(report_id)
     if final.state in ("completed", "failed"):
@@ -185,13 +189,10 @@ def _failed(reports, report: Report, worker: str, exc: BaseException, path: Opti
                         lease_owner=None, lease_expires_at=None)
 
 
-def _remove_unless_completed(reports, report_id: str, path: Path) -> None:
+def _remove_unless_completed(reports, report_id: str, key: str) -> None:
     current = reports.store.get_report(report_id)
     if current is None or current.state != "completed":
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        reports.artifacts.delete(key)
 
 
 def notify_finished(reports, report: Report) -> None:
@@ -298,10 +299,7 @@ def sweep_expired(reports, at: Optional[dt.datetime] = None) -> int:
             if reports.store.mark_expired(row["id"]):
                 total += 1
                 if row["artifact_path"]:
-                    try:
-                        (reports.data_dir / row["artifact_path"]).unlink()
-                    except FileNotFoundError:
-                        pass
+                    reports.artifacts.delete(row["artifact_path"])
         if len(rows) < batch:
             return total
 

@@ -7,16 +7,15 @@ report's name.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 import attrs
 
-from .errors import ReportFailed
+from .artifact_stream import ArtifactStream
+from .errors import BotReportsError, ExportFailed, ReportFailed
 from .manifest import report_manifest
 from .models import Principal, ReportDocument, Scope, SectionContext, SectionResult
 from .params import ReportSpec
@@ -148,68 +147,29 @@ class Artifact:
     media_type: str
 
 
-class _HashingWriter:
-    """A binary stream that hashes and counts what passes through it.
-
-    A large artifact is handed to the disk as it grows: every ``SYNC_EVERY`` bytes a thread
-    asks the system to write what the file holds so far (``fdatasync``, which waits for the
-    disk without the interpreter lock), so the fsync that ends the artifact waits only for
-    its tail instead of for all of it.
-    """
-
-    SYNC_EVERY = 32 << 20
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self._unsynced = 0
-        self._syncing: Optional[threading.Thread] = None
-
-    def write(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.raw.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-        self._unsynced += len(data)
-        if self._unsynced >= self.SYNC_EVERY and not (self._syncing and self._syncing.is_alive()):
-            self.raw.flush()
-            self._syncing = threading.Thread(target=_sync_data, args=(self.raw.fileno(),),
-                                             name="botreports-artifact-sync", daemon=True)
-            self._syncing.start()
-            self._unsynced = 0
-        return len(data)
-
-    def flush(self):
-        self.raw.flush()
-
-    def writable(self):
-        return True
-
-    def settle(self) -> None:
-        """Wait for the write to disk in progress, if any."""
-        if self._syncing is not None:
-            self._syncing.join()
-
-
-def _sync_data(fd: int) -> None:
-    getattr(os, "fdatasync", os.fsync)(fd)
-
-
 def write_artifact(document: ReportDocument, exporter, path: Path, options: Mapping,
-                   progress: Progress = _no_progress) -> Artifact:
-    """Render ``document`` with ``exporter`` into ``path`` atomically (temp file, then rename)."""
+                   progress: Progress = _no_progress, plugin: str = "") -> Artifact:
+    """Render ``document`` with ``exporter`` (registered by ``plugin``) into ``path`` atomically
+    (temp file, then rename). An exporter's own error is raised as ``ExportFailed`` naming the
+    format and the plugin, the original as its cause (so a transient one is still retried)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     progress(COLLECT_END + 1, f"rendering {exporter.format}")
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as raw:
-            stream = _HashingWriter(raw)
+            stream = ArtifactStream(raw, name=path.name)
             try:
-                exporter.export(document, stream, dict(options))
+                try:
+                    exporter.export(document, stream, dict(options))
+                except BotReportsError:
+                    raise  # already says what is wrong, to the user (limits, options)
+                except Exception as exc:
+                    owner = plugin or getattr(exporter.export, "__module__", None) or "unknown"
+                    raise ExportFailed(f"the {exporter.format} exporter of plugin {owner} failed: "
+                                       f"{type(exc).__name__}: {exc}") from exc
                 progress(RENDER_DONE, "writing")
+                stream.close()  # the exporter may have closed it already; the file stays open
                 raw.flush()
             finally:
                 stream.settle()  # before the file is synced, closed or removed
