@@ -260,6 +260,11 @@ def test_new_report_form_makes_the_report_the_api_would(service):
     assert stored["title"] == "From the form" and stored["state"] == "completed"
     shown = Page(session.get(f"{service.url}/reports/{report_id}").text)
     assert "download-link" in shown.ids and "hidden" not in shown.ids["download-link"]
+    from_console = session.get(f"{service.url}/reports/{report_id}/download")
+    from_api = requests.get(f"{service.url}{BASE}/{report_id}/download", headers={"X-API-Key": key})
+    assert from_console.status_code == 200 and from_console.content == from_api.content
+    assert from_console.headers["Content-Disposition"] == from_api.headers["Content-Disposition"]
+    assert from_console.content.decode("utf-8").splitlines()[0].count(";") >= 1  # the semicolon dialect
 
 
 def test_status_json_answers_the_apis_status(service):
@@ -290,3 +295,20 @@ def test_section_errors_name_the_section_at_their_index(names, data):
     errors = forms.field_errors([{"field": f"sections[{index}].limit", "problem": "p"},
                                  {"field": "options.page_size", "problem": "q"}], names, "pdf")
     assert errors == {f"s.{names[index]}.limit": ["p"], "o.pdf.page_size": ["q"]}
+
+
+def test_html_report_is_shown_in_its_page_without_script(service):
+    key = _key(service.reports, "admin")
+    report = requests.post(f"{service.url}{BASE}/generate", json={**USAGE, "format": "html"},
+                           headers={"X-API-Key": key}).json()
+    session = sign_in(service.url, key)
+    page = session.get(f"{service.url}/reports/{report['report_id']}")
+    frame = [tag for tag in Page(page.text).ids.values()] and page.text
+    assert f'src="/reports/{report["report_id"]}/view"' in frame and 'sandbox=""' in frame
+    shown = session.get(f"{service.url}/reports/{report['report_id']}/view")
+    policy = shown.headers["Content-Security-Policy"]
+    assert "sandbox" in policy and "script-src" not in policy and "default-src 'none'" in policy
+    api = requests.get(f"{service.url}{BASE}/{report['report_id']}/download", headers={"X-API-Key": key})
+    assert shown.content == api.content
+    json_report = requests.post(f"{service.url}{BASE}/generate", json=USAGE, headers={"X-API-Key": key}).json()
+    assert session.get(f"{service.url}/reports/{json_report['report_id']}/view").status_code == 404
