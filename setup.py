@@ -34,8 +34,10 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "pdfminer.six>=20231228", "aiosmtpd>=1.4",
-                "pytest-timeout>=2.3", "schemathesis>=4.0", "selenium>=4.20"],
+                "pytest-timeout>=2.3", "schemathesis>=4.0", "selenium>=4.20", "moto[server]>=5",
+                "boto3>=1.34"],
         "postgres": ["psycopg[binary,pool]>=3.1"],
+        "s3": ["boto3>=1.34"],
         "redis": ["redis>=5"],
     },
     entry_points={

@@ -69,7 +69,8 @@ def _date(text):
 def _reports(args, **kwargs):
     from ..core.service import Reports
     return Reports(data_dir=_data_dir(args.data_dir), data_source=getattr(args, "data", None),
-                   store_url=getattr(args, "store", None), **kwargs)
+                   store_url=getattr(args, "store", None), artifacts_url=getattr(args, "artifacts", None),
+                   **kwargs)
 
 
 def cmd_demo_data(args) -> int:
@@ -360,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", help="data directory (default ./data, env BOTREPORTS_DATA_DIR)")
     common.add_argument("--store", help="metadata store: postgresql://user@host/db or an SQLite file"
                         " (default <data-dir>/botreports.db, env BOTREPORTS_STORE)")
+    common.add_argument("--artifacts", help="report files: s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_REGION and"
+                        " credentials as for any AWS tool; default <data-dir>/reports, env BOTREPORTS_ARTIFACTS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -510,7 +510,7 @@ class HttpApi:
         if etag in [tag.strip() for tag in request.environ.get("HTTP_IF_NONE_MATCH", "").split(",")]:
             response = self.bottle.HTTPResponse(status=304)
         else:
-            response = self.bottle.HTTPResponse(body=open(file.path, "rb"), status=200)
+            response = self.bottle.HTTPResponse(body=file.open(), status=200)
             response.content_type = file.media_type or "application/octet-stream"
             headers["Content-Length"] = str(file.size)
         for name, value in headers.items():

@@ -107,7 +107,8 @@ def deliver_report(reports, report_id: str) -> Dict[str, int]:
             outcome = {r: f"no delivery channel named {name!r} is installed" for r in recipients}
         else:
             try:
-                outcome = channel.deliver(report, artifact.path, recipients, reports) or {}
+                with artifact.local_path() as path:  # an object in S3 is copied here for the channel
+                    outcome = channel.deliver(report, path, recipients, reports) or {}
             except Exception as exc:  # a broken channel fails its recipients, not the others
                 log.exception("delivery channel %s failed", name)
                 outcome = {r: f"{type(exc).__name__}: {exc}" for r in recipients}

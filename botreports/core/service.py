@@ -11,10 +11,14 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
+
 
 import attrs
 
@@ -30,6 +34,7 @@ from .scheduling import inclusive_days, parse_instant
 from .settings import Settings
 from .store import now
 from .stores import open_store
+from .artifact_stores import open_artifacts
 from .token_revocations import TokenRevocations
 
 log = logging.getLogger("botreports")
@@ -81,6 +86,7 @@ class Reports:
         self.reports_dir = self.data_dir / "reports"
         self.reports_dir.mkdir(exist_ok=True)
         self.store = open_store(self.settings.store_url, self.data_dir)
+        self.artifacts = open_artifacts(self.settings.artifacts_url, self.data_dir)
         default_plugins = importlib.import_module(DEFAULT_PLUGINS_MODULE).DEFAULT_PLUGINS
         self.pm = build_plugin_manager(default_plugins, plugins, load_entrypoints, disable_plugins)
         self._build_registries()
@@ -426,21 +432,20 @@ class Reports:
             raise Gone(f"report {report.id} expired at {when}; generate it again")
         if report.state != "completed" or not report.artifact_path:
             raise Conflict(f"report {report.id} is {report.state}; only completed reports can be downloaded")
-        # The path comes from the store, never from the request; it must stay under the data dir.
-        path = (self.data_dir / report.artifact_path).resolve()
-        if self.data_dir.resolve() not in path.parents or not path.is_file():
+        # The key comes from the store, never from the request; a local one stays under the data dir.
+        key, artifacts = report.artifact_path, self.artifacts
+        path = artifacts.path_of(key) if artifacts.is_local else None
+        if path is None if artifacts.is_local else not artifacts.exists(key):
             raise Conflict(f"the file of report {report.id} is no longer available")
         return DownloadFile(path=path, media_type=report.media_type, filename=report.filename,
-                            size=report.artifact_size, sha256=report.artifact_sha256, title=report.title)
+                            size=report.artifact_size, sha256=report.artifact_sha256, title=report.title,
+                            opener=None if path is not None else (lambda: artifacts.open(key)))
 
     def delete(self, principal: Principal, report_id: str) -> None:
         report = self._report(principal, report_id, "report.delete")
         self.store.delete_report(report.id)
         if report.artifact_path:
-            try:
-                (self.data_dir / report.artifact_path).unlink()
-            except FileNotFoundError:
-                pass
+            self.artifacts.delete(report.artifact_path)
         self.audit(principal, "report.delete", report)
 
     # -- schedules (thin store operations; the scheduler arrives with Huey) --
@@ -721,13 +726,32 @@ class Reports:
 class DownloadFile:
     """What a download serves: a stored file with its media type and name."""
 
-    path: Path
+    path: Optional[Path]
     media_type: str
     filename: str
     size: int
     sha256: str
     #: The report's title as given, for a friendlier (RFC 6266 ``filename*``) name.
     title: str = ""
+    #: For a file in object storage (``path`` None): opens a stream of it.
+    opener: Optional[Callable[[], BinaryIO]] = None
+
+    def open(self) -> BinaryIO:
+        """The file's bytes as a stream, wherever it is stored."""
+        return open(self.path, "rb") if self.path is not None else self.opener()
+
+    @contextmanager
+    def local_path(self) -> Iterator[Path]:
+        """A path to the file on this host (a temporary copy of an object, removed afterwards),
+        for what needs a file, such as a mail attachment."""
+        if self.path is not None:
+            yield self.path
+            return
+        with tempfile.TemporaryDirectory(prefix="botreports-") as folder:
+            copy = Path(folder) / (self.filename or "report")
+            with self.open() as source, open(copy, "wb") as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)
+            yield copy
 
 
 def download_resource(report_id: str) -> str:

@@ -41,6 +41,9 @@ class Settings:
     #: ``BOTREPORTS_STORE``: metadata store, ``postgresql://...`` (several hosts) or an SQLite file;
     #: default ``<data_dir>/botreports.db``.
     store_url: Optional[str] = None
+    #: ``BOTREPORTS_ARTIFACTS``: where report files live, ``s3://bucket/prefix`` (endpoint, region and
+    #: credentials from the standard ``AWS_*`` variables and files); default ``<data_dir>/reports``.
+    artifacts_url: Optional[str] = None
     #: ``BOTREPORTS_MAX_RANGE_DAYS``: longest period a report may cover.
     max_range_days: int = 400
     #: ``BOTREPORTS_RETENTION_DAYS``: reports expire after this many days; a fraction is allowed
@@ -135,6 +138,7 @@ class Settings:
             "data_dir": _env("DATA_DIR", "./data"),
             "data_url": _env("DATA", None),
             "store_url": _env("STORE", None),
+            "artifacts_url": _env("ARTIFACTS", None),
             "max_range_days": _env("MAX_RANGE_DAYS", 400, int),
             "retention_days": _env("RETENTION_DAYS", 30, float),
             "data_retention_days": _env("DATA_RETENTION_DAYS", 365, int),

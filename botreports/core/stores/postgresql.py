@@ -242,6 +242,13 @@ class PostgresStore(Store):
     def table_names(self) -> List[str]:
         return self.db.table_names()
 
+    def change_token(self) -> Tuple[str]:
+        """A value that differs after any commit to the database since it was last read: the
+        server's current snapshot (the next transaction id and those in progress) moves with
+        every transaction that writes. One round trip, no table read; it may also move for
+        writes elsewhere on the server, which only costs a cached answer."""
+        return (self.db.execute("SELECT pg_current_snapshot()::text").fetchone()[0],)
+
     # -- the statements whose SQL differs from SQLite's -------------------
 
     def insert_report_capped(self, report: Report, cap: int) -> int:
