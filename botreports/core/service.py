@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
 
-
 import attrs
 
 from . import jobs, params, schedules, security
