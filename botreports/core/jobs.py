@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import BotReportsError
+from .errors import BotReportsError, ExportFailed
 from .models import Principal, Report
 from .pipeline import build_document, write_artifact
 from .report_records import document_record, save_record, trace_tables
@@ -180,7 +180,7 @@ def _failed(reports, report: Report, worker: str, exc: BaseException, path: Opti
             reports.queue.enqueue(report.id, delay=delay)
         return
     log.error("report %s failed on attempt %d: %s", report.id, attempts, reason,
-              exc_info=not isinstance(exc, BotReportsError))
+              exc_info=not isinstance(exc, BotReportsError) or isinstance(exc, ExportFailed))  # a plugin bug: its traceback
     if is_transient(exc):
         reason = f"{reason} (gave up after {attempts} attempts)"
     finished = now()
