@@ -179,8 +179,9 @@ def _failed(reports, report: Report, worker: str, exc: BaseException, path: Opti
                                lease_expires_at=None):
             reports.queue.enqueue(report.id, delay=delay)
         return
+    # An exporter's exception is a plugin's bug: its traceback goes to the log.
     log.error("report %s failed on attempt %d: %s", report.id, attempts, reason,
-              exc_info=not isinstance(exc, BotReportsError) or isinstance(exc, ExportFailed))  # a plugin bug: its traceback
+              exc_info=not isinstance(exc, BotReportsError) or isinstance(exc, ExportFailed))
     if is_transient(exc):
         reason = f"{reason} (gave up after {attempts} attempts)"
     finished = now()
