@@ -76,7 +76,7 @@ def s3_reports(s3_bucket, tmp_path, botreports_demo_db):
     data_dir.mkdir()
     shutil.copy(botreports_demo_db, data_dir / "analytics.db")
     reports = Reports(data_dir=data_dir, load_entrypoints=False, queue="immediate",
-                      artifacts_url=f"s3://{s3_bucket}/files")
+                      artifacts_url=f"s3://{s3_bucket}/files", secret="a-secret-every-host-shares-" + "x" * 8)
     yield reports
     reports.close()
 

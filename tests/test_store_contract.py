@@ -229,7 +229,12 @@ def test_the_service_runs_on_either_store(store_location, tmp_path, botreports_d
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     shutil.copy(botreports_demo_db, data_dir / "analytics.db")
-    reports = Reports(data_dir=data_dir, load_entrypoints=False, queue="immediate", store_url=store_location)
+    shared = dict(store_url=store_location, load_entrypoints=False, queue="immediate")
+    if store_location.startswith("postgresql"):
+        with pytest.raises(ValueError, match="BOTREPORTS_SECRET must be set"):
+            Reports(data_dir=tmp_path / "elsewhere", **shared)
+        shared["secret"] = "s" * 40
+    reports = Reports(data_dir=data_dir, **shared)
     try:
         creator = principal_factory("report_creator")
         report = reports.generate(creator, {"type": "usage", "format": "csv", "start_date": "2025-01-20",

@@ -92,6 +92,11 @@ class Reports:
         self._source = data_source if data_source is not None and not isinstance(data_source, str) else None
         self._source_lock = threading.Lock()
         security.check_secret_length("BOTREPORTS_SECRET", self.settings.secret)
+        if not self.settings.secret and not (self.store.is_local and self.artifacts.is_local):
+            # Every host must sign links alike: one generated per data dir would differ on each.
+            self.store.close()
+            raise ValueError("BOTREPORTS_SECRET must be set when the metadata store or the report files are "
+                             "shared (postgresql://, s3://): a secret generated on each host would differ")
         self.secret = self.settings.secret or self._stored_secret()
         self.revocations = TokenRevocations(self.store)
         #: Downloads served while their audit entry could not be written (the store was full).

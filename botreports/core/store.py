@@ -182,6 +182,9 @@ REPORT_SORTS = {"created_at": "created_at", "name": "title", "type": "type"}
 class Store:
     """The metadata store of one data directory."""
 
+    #: Whether the store lives on this host only (a file), not shared by several hosts.
+    is_local = True
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,8 @@ class _Database:
 class PostgresStore(Store):
     """The metadata store in a PostgreSQL database (``postgresql://user@host/db``)."""
 
+    is_local = False
+
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10):
         from psycopg_pool import ConnectionPool
 
