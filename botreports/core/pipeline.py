@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Optional
 import attrs
 
 from .artifact_stream import ArtifactStream
+from .declarations import check_section_result
 from .errors import BotReportsError, ExportFailed, ReportFailed
 from .manifest import report_manifest
 from .models import Principal, ReportDocument, Scope, SectionContext, SectionResult
@@ -68,17 +69,23 @@ def build_document(spec: ReportSpec, *, sections: Mapping, report_types: Mapping
         from .params import SectionRequest
         wanted.append(SectionRequest(raw_name))
 
+    origins = reports.registry_origins("sections") if hasattr(reports, "registry_origins") else {}
+
+    def section_plugin(name: str, section) -> str:
+        return origins.get(name) or getattr(section.collect, "__module__", None) or "unknown"
+
     def collect(requested) -> SectionResult:
         section = sections[requested.name]
         ctx = SectionContext(scope=scope, source=source, options=section_options(section, requested.options),
                              principal=principal, include_charts=spec.include_charts, reports=reports,
                              settings=settings, now=now)
         try:
-            blocks = section.collect(ctx) or []
+            blocks = section.collect(ctx)
         except ReportFailed:
             raise
         except Exception as exc:
             raise ReportFailed(f"section {requested.name!r} failed: {exc}") from exc
+        blocks = check_section_result(requested.name, section_plugin(requested.name, section), blocks)
         if not spec.include_charts:
             blocks = [block for block in blocks if block.kind != "chart"]
         # A section that accepts a "title" option (custom_metric) is shown under the asked title.

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import pluggy
 
 from .. import hookspecs
+from .declarations import check_contribution, unknown_hook_message
 from .errors import PluginError
 
 ENTRYPOINT_GROUP = "botreports"
@@ -62,14 +63,27 @@ def build_plugin_manager(default_plugins: Sequence[str], plugins: Iterable = (),
         if pm.get_plugin(name) is not None or pm.is_blocked(name):
             name = f"{name}-{id(plugin):x}"
         pm.register(plugin, name)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"unknown hook in a plugin: {exc}") from exc
+    check_hooks(pm)
     if os.environ.get("BOTREPORTS_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
         pm.enable_tracing()
     return pm
+
+
+def check_hooks(pm: pluggy.PluginManager) -> None:
+    """``PluginError`` naming each plugin that implements a hook no specification declares, with
+    the nearest hook name: a misspelt hook would otherwise be dead code."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        callers = dict(vars(pm.hook))
+        known = [name for name, caller in callers.items() if getattr(caller, "spec", None) is not None]
+        unknown = {name: [impl.plugin_name for impl in caller.get_hookimpls() if not impl.optionalhook]
+                   for name, caller in callers.items()
+                   if getattr(caller, "spec", None) is None and hasattr(caller, "get_hookimpls")}
+        unknown = {name: plugins for name, plugins in unknown.items() if plugins}
+        raise PluginError(unknown_hook_message(known, unknown) if unknown else f"unknown hook in a plugin: {exc}") \
+            from exc
 
 
 def plugin_origin(pm: pluggy.PluginManager, plugin) -> str:
@@ -83,21 +97,27 @@ def plugin_origin(pm: pluggy.PluginManager, plugin) -> str:
     return "embedder"
 
 
-def collect_registry(pm: pluggy.PluginManager, hook_name: str, key: str) -> Dict[str, tuple]:
-    """Call ``register_<x>`` on every plugin, in registration order.
+def collect_registry(pm: pluggy.PluginManager, hook_name: str, key: str, **arguments) -> Dict[str, tuple]:
+    """Call ``register_<x>`` on every plugin, in registration order, through pluggy (so tracing
+    and hook monitoring see each call, and ``arguments`` reach the implementations that name them).
 
-    Returns ``{name: (object, plugin_name)}``; a name registered twice stops
-    start-up with an error that names both plugins.
+    Returns ``{name: (object, plugin_name)}``. Each object is checked (``declarations``) and a
+    name registered twice stops start-up; both errors name the plugins concerned.
     """
     registry: Dict[str, tuple] = {}
     hook = getattr(pm.hook, hook_name)
-    # get_hookimpls() is in registration order (pluggy *calls* them in reverse).
-    for impl in hook.get_hookimpls():
-        result = impl.function()
+    # get_hookimpls() is in registration order (pluggy *calls* them in reverse): one plugin at a
+    # time, so each result is known to come from its plugin.
+    implementations = [impl for impl in hook.get_hookimpls() if not (impl.hookwrapper or impl.wrapper)]
+    for impl in implementations:
+        others = [other.plugin for other in implementations if other is not impl]
+        results = pm.subset_hook_caller(hook_name, remove_plugins=others)(**arguments)
+        result = results[0] if results else None
         if result is None:
             continue
         items = result if isinstance(result, (list, tuple)) else [result]
         for item in items:
+            check_contribution(hook_name, impl.plugin_name, key, item)
             name = getattr(item, key)
             if name in registry:
                 raise PluginError(
