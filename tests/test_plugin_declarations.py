@@ -91,11 +91,11 @@ def test_a_report_type_listing_sections_as_one_string_is_refused(tmp_path):
     class OneString:
         @hookimpl
         def register_report_types(self):
-            return ReportType("weekly", "Weekly", default_sections="usage_overview")
+            return ReportType("weekly", "Weekly", default_sections="usage_summary")
 
     assert refused(tmp_path, OneString()) == ("plugin 'OneString': register_report_types name 'weekly': "
                                               "default_sections must be a list of section names, not "
-                                              "'usage_overview'")
+                                              "'usage_summary'")
 
 
 def test_a_misspelt_hook_is_refused_with_the_hook_meant(tmp_path):
@@ -198,3 +198,44 @@ def test_a_section_returning_blocks_completes(reports):
     assert report.state == "completed", report.error
     document = json.loads(reports.download(ADMIN, report.id).path.read_bytes())
     assert document["sections"][0]["blocks"][0]["items"][0]["value"] == 42
+
+
+def test_a_plugin_template_naming_unknown_names_is_refused_at_start_up(tmp_path):
+    from botreports import Template
+
+    class Templates:
+        @hookimpl
+        def register_templates(self):
+            return Template(id="tpl-weekly", name="Weekly", type="usge", format="pfd",
+                            sections=[{"type": "usage_sumary"}], builtin=True)
+
+    assert refused(tmp_path, Templates()) == (
+        "plugin 'Templates': register_templates id 'tpl-weekly': names unknown report type 'usge'; did you mean "
+        "'usage'?; names unknown format 'pfd'; did you mean 'pdf'?; names unknown section 'usage_sumary'; did "
+        "you mean 'usage_summary'?")
+
+
+def test_a_report_type_naming_an_unknown_section_names_its_plugin(tmp_path):
+    class Weekly:
+        @hookimpl
+        def register_report_types(self):
+            return ReportType("weekly", "Weekly", default_sections=("usage_sumary",))
+
+    assert refused(tmp_path, Weekly()) == ("plugin 'Weekly': report type 'weekly' names unknown section "
+                                           "'usage_sumary'; did you mean 'usage_summary'?")
+
+
+def test_a_plugin_added_later_is_checked_and_removed_again(tmp_path):
+    from botreports.testing import registered
+
+    class Typo:
+        @hookimpl
+        def register_section(self):
+            return []
+
+    rk = start(tmp_path, section_with())
+    with pytest.raises(PluginError, match="unknown hook 'register_section'; did you mean 'register_sections'"):
+        with registered(rk, Typo()):
+            pass
+    assert "tuned" in rk.sections
+    rk.close()

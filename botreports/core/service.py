@@ -28,7 +28,9 @@ from .errors import (Conflict, Gone, NotFound, PermissionDenied, PluginError, Ra
                      Unauthorized, ValidationError)
 from .models import ApiKey, Principal, Report, RequestInfo, Schedule, Template
 from .pipeline import build_document, write_artifact
-from .plugin_manager import build_plugin_manager, collect_registry, plugin_origin
+from .catalog import catalog_view
+from .declarations import check_template_references, did_you_mean
+from .plugin_manager import build_plugin_manager, check_hooks, collect_registry, plugin_origin
 from .scheduling import inclusive_days, parse_instant
 from .settings import Settings
 from .store import now
@@ -129,7 +131,7 @@ class Reports:
         """Register one more plugin after start-up and rebuild the registries; returns its name."""
         name = self.pm.register(plugin, name)
         try:
-            self.pm.check_pending()
+            check_hooks(self.pm)
             self._build_registries()
         except Exception:
             self.pm.unregister(plugin)
@@ -149,6 +151,11 @@ class Reports:
         """``{name: plugin name}`` of one registry (for ``botreports plugins``)."""
         return {name: plugin for name, (_item, plugin) in self._registries[kind].items()}
 
+    def catalog(self, principal: Principal) -> dict:
+        """Report types, sections, formats and templates with their options (JSON Schema),
+        descriptions and origin: what ``principal`` may ask for (report_viewer)."""
+        return catalog_view(self, principal)
+
     def plugin_list(self) -> List[dict]:
         """Every loaded plugin with where it came from and the hooks it implements."""
         result = []
@@ -160,10 +167,13 @@ class Reports:
         return result
 
     def _check_references(self) -> None:
+        origins = self.registry_origins("report_types")
         for report_type in self.report_types.values():
             for name in list(report_type.default_sections) + [report_type.raw_data_section or ""]:
                 if name and name not in self.sections:
-                    raise PluginError(f"report type {report_type.name!r} names unknown section {name!r}")
+                    raise PluginError(f"plugin {origins[report_type.name]!r}: report type {report_type.name!r} names "
+                                      f"unknown section {name!r}{did_you_mean(name, self.sections)}")
+        check_template_references(self._registries["templates"], self.report_types, self.sections, self.exporters)
 
     def _stored_secret(self) -> str:
         """The signing key of this data dir, created once (mode 0600) on first start."""
