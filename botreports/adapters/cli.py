@@ -143,6 +143,28 @@ def _with_options(exc: ValidationError) -> ValidationError:
     return ValidationError.from_problems(problems)
 
 
+def cmd_migrate_store(args) -> int:
+    from ..core.artifact_stores import open_artifacts
+    from ..core.store_migration import copy_artifacts, copy_store
+    from ..core.stores import open_store
+
+    data_dir = _data_dir(args.data_dir)
+    if not args.to_store and not args.to_artifacts:
+        raise ValidationError.from_problems([("--to-store", "give --to-store, --to-artifacts or both")])
+    source = open_store(args.store or os.environ.get("BOTREPORTS_STORE") or None, data_dir)
+    if args.to_store:
+        target = open_store(args.to_store, data_dir)
+        for table, count in copy_store(source, target).items():
+            print(f"{table}: {count} rows", file=sys.stderr)
+        target.close()
+    if args.to_artifacts:
+        files = open_artifacts(args.artifacts or os.environ.get("BOTREPORTS_ARTIFACTS") or None, data_dir)
+        count = copy_artifacts(source, files, open_artifacts(args.to_artifacts, data_dir))
+        print(f"report files: {count} copied", file=sys.stderr)
+    source.close()
+    return 0
+
+
 def cmd_keys_create(args) -> int:
     rk = _reports(args, load_entrypoints=False)
     plain, key = rk.create_api_key(args.org, args.role, args.name or "")
@@ -483,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "BOTREPORTS_HTTP_IDLE_TIMEOUT)")
     p.add_argument("--data", help="analytics source URL (default: the data dir's SQLite file)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate-store", parents=[common], help="copy metadata and report files to PostgreSQL / S3",
+                       description="Copy every row of the metadata store (--store, default the data dir's file) into"
+                       " an empty one, and every report file (--artifacts, default the data dir) to another store.")
+    p.add_argument("--to-store", help="target metadata store, postgresql://... (must hold no reports yet)")
+    p.add_argument("--to-artifacts", help="target for report files, s3://bucket/prefix")
+    p.set_defaults(func=cmd_migrate_store)
 
     p = sub.add_parser("worker", parents=[common], help="run report workers only (no HTTP)",
                        description="Run queued reports, scheduled runs, the reconciler and the retention sweep.")
