@@ -41,6 +41,7 @@ MATRIX = {
     ("GET", f"{BASE}/health"): Rule(),
     ("GET", f"{BASE}/openapi.json"): Rule(),
     ("POST", f"{BASE}/generate"): Rule("report_creator", 202, body=GEN),
+    ("GET", f"{BASE}/catalog"): Rule("report_viewer"),
     ("GET", BASE): Rule("report_viewer", lists="report"),
     ("GET", f"{BASE}/<report_id>/status"): Rule("report_viewer", kind="report"),
     ("GET", f"{BASE}/<report_id>"): Rule("report_viewer", kind="report"),

@@ -51,7 +51,8 @@ def operations(live):
 # One test per operation and generation mode: valid requests, and requests that break the schema
 # (which must be refused with a 4xx, never accepted, never a 500).
 # (schemathesis leaves out the document's own URL, /openapi.json, which the test below checks.)
-OPERATIONS = ["GET /api/v1/reports/health", "GET /api/v1/reports/openapi.json", "POST /api/v1/reports/generate",
+OPERATIONS = ["GET /api/v1/reports/health", "GET /api/v1/reports/openapi.json", "GET /api/v1/reports/catalog",
+              "POST /api/v1/reports/generate",
               "GET /api/v1/reports", "GET /api/v1/reports/{report_id}/status", "GET /api/v1/reports/{report_id}",
               "DELETE /api/v1/reports/{report_id}", "GET /api/v1/reports/{report_id}/download",
               "POST /api/v1/reports/{report_id}/verify",

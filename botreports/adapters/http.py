@@ -34,7 +34,7 @@ _ID_PREFIX = secrets.token_hex(4)
 _ID_COUNTER = itertools.count(1)
 
 #: Path segments that are routes of their own and so never a report id.
-RESERVED_SEGMENTS = ("schedule", "templates", "generate", "health", "openapi.json")
+RESERVED_SEGMENTS = ("schedule", "templates", "generate", "health", "openapi.json", "catalog")
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 #: Query parameters any authenticated route accepts besides its own (the chat-script API key).
@@ -153,6 +153,7 @@ class HttpApi:
             ("GET", f"{r}/openapi.json", self.openapi, {"public": True}),
             ("GET", f"{r}/health", self.health, {"public": True}),
             ("POST", f"{r}/generate", self.generate, {}),
+            ("GET", f"{r}/catalog", self.catalog, {}),
             ("GET", r, self.list_reports, {}),
             ("GET", f"{r}/schedule", self.list_schedules, {}),
             ("POST", f"{r}/schedule", self.create_schedule, {}),
@@ -419,6 +420,11 @@ class HttpApi:
         from .. import __version__
         return self.json_response({"status": "ok", "version": __version__,
                                    "queue": getattr(self.reports.queue, "name", "")})
+
+    def catalog(self, principal):
+        """Report types, sections, formats and templates with their options as JSON Schema."""
+        self.query(self.bottle.request, ())
+        return self.json_response(self.reports.catalog(principal))
 
     def generate(self, principal):
         request = self.bottle.request

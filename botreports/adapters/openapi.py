@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from ..core.catalog import options_schema, section_request_schema
 from ..core.models import REPORT_STATES
 from ..core.params import DEFAULT_PERIOD, MAX_BOT_IDS, MAX_TITLE
 from ..core.schedules import MAX_MESSAGE, MAX_SUBJECT
@@ -73,6 +74,36 @@ def _body(schema: dict, description: str, media_type: str = "application/json") 
     return {"required": True, "description": description, "content": {media_type: {"schema": schema}}}
 
 
+def catalog_schema() -> Dict[str, Any]:
+    """``GET /api/v1/reports/catalog``: what may be asked for, each with its plugin and origin."""
+    origin = {"plugin": NULLABLE_STRING,
+              "origin": {"type": "string", "description": "builtin, the distribution (name version), "
+                                                          "embedder, or organisation (a template of its own)"}}
+    schema = {"type": "object", "description": "JSON Schema of the options (an object of them)"}
+    described = {"title": {"type": "string"}, "description": {"type": "string"}}
+
+    def listing(required, properties):
+        return {"type": "array", "items": {"type": "object", "required": required + ["plugin", "origin"],
+                                           "properties": {**properties, **origin}}}
+
+    return {
+        "type": "object", "required": ["report_types", "sections", "formats", "templates"],
+        "properties": {
+            "report_types": listing(["name", "default_sections"], {
+                "name": {"type": "string"}, **described,
+                "default_sections": {"type": "array", "items": {"type": "string"}},
+                "raw_data_section": NULLABLE_STRING, "requires_sections": {"type": "boolean"}}),
+            "sections": listing(["name", "options"], {"name": {"type": "string"}, **described, "options": schema}),
+            "formats": listing(["format", "extension", "media_type", "options"], {
+                "format": {"type": "string"}, "extension": {"type": "string"}, "media_type": {"type": "string"},
+                **described, "options": schema}),
+            "templates": listing(["template_id", "type", "format"], {
+                "template_id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"},
+                "format": {"type": "string"}, "builtin": {"type": "boolean"}}),
+        },
+    }
+
+
 def schemas(reports) -> Dict[str, Any]:
     """The component schemas; enums come from the registries of ``reports``."""
     types = sorted(reports.report_types)
@@ -103,7 +134,8 @@ def schemas(reports) -> Dict[str, Any]:
                      "description": "Sections of a custom report (or to replace a type's defaults)"},
         "template_id": {"type": "string", "description": "Start from this template"},
         "options": {"type": "object", "description": "Exporter options of the chosen format (an option of "
-                                                     "another format is refused)"},
+                                                     "another format is refused)",
+                    "anyOf": [_ref(f"FormatOptions.{name}") for name in formats]},
     }
     status = {
         "report_id": {"type": "string", "examples": ["rpt-3kq9Zb1x"]},
@@ -139,11 +171,13 @@ def schemas(reports) -> Dict[str, Any]:
             },
         },
         "SectionRequest": {
-            "type": "object", "required": ["type"],
-            "properties": {"type": {"type": "string", "enum": sections}},
-            "additionalProperties": True,
-            "description": "A catalog section and its options",
+            "oneOf": [_ref(f"Section.{name}") for name in sections],
+            "description": "A catalog section (`type`) and its options",
         },
+        **{f"Section.{name}": section_request_schema(name, reports.sections[name]) for name in sections},
+        **{f"FormatOptions.{name}": {**options_schema(reports.exporters[name].options),
+                                     "description": f"Options of the {name} format"} for name in formats},
+        "Catalog": catalog_schema(),
         "GenerateRequest": {"type": "object", "properties": report_definition, "additionalProperties": False},
         "Status": {"type": "object", "required": list(status), "properties": status},
         "Report": {
@@ -325,6 +359,11 @@ def openapi_document(reports, base: str = "/api/v1", server_url: str = "/") -> D
             "operationId": "health", "summary": "Liveness, without authentication", "security": public,
             "description": "Query parameters are ignored (monitors add cache-busters).",
             "tags": ["meta"], "responses": {"200": _json(_ref("Health"), "The service is up")}}},
+        f"{r}/catalog": {"get": {
+            "operationId": "getCatalog", "summary": "Report types, sections, formats and templates", "tags": ["meta"],
+            "description": "Requires report_viewer. Each with its options as JSON Schema (the same schemas as "
+                           "`Section.*` and `FormatOptions.*` here), its description and the plugin it came from.",
+            "responses": {"200": _json(_ref("Catalog"), "The catalog"), **_errors()}}},
         f"{r}/generate": {"post": {
             "operationId": "generateReport", "summary": "Generate a new report (asynchronously)",
             "tags": ["reports"],
