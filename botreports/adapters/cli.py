@@ -18,7 +18,7 @@ from ..core.errors import BotReportsError, ValidationError
 GENERATE_OPTIONS = {"type": "--type", "format": "--format", "start_date": "--start", "end_date": "--end",
                     "period": "--period", "timezone": "--timezone", "bot_id": "--bot-id", "channel": "--channel",
                     "title": "--title", "sections": "--sections", "template_id": "--template",
-                    "include_charts": "--no-charts", "data": "--data"}
+                    "include_charts": "--no-charts", "data": "--data", "options": "--option"}
 
 
 def _data_dir(value: Optional[str]) -> Path:
@@ -123,6 +123,11 @@ def cmd_generate(args) -> int:
     if args.no_charts:
         body["include_charts"] = False
     rk = _reports(args)
+    if args.option:
+        from .cli_options import apply_options
+        report_type = rk.report_types.get(args.type)
+        apply_options(body, args.option, rk.sections, rk.exporters,
+                      report_type.default_sections if report_type else ())
     principal = SYSTEM if args.org is None else attrs.evolve(SYSTEM, org_id=args.org)
     try:
         out = rk.render(principal, body, Path(args.out))
@@ -421,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="template id")
     p.add_argument("--org", help="only this organisation (default: all)")
     p.add_argument("--no-charts", action="store_true", help="leave charts out")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a format option (csv_dialect=semicolon) or SECTION.KEY=VALUE a section's "
+                        "(top_intents.limit=5); repeatable; GET /api/v1/reports/catalog lists them")
     p.add_argument("--data", help="analytics source URL (sqlite:///path, postgresql://...)")
     p.set_defaults(func=cmd_generate)
 
