@@ -10,15 +10,14 @@ from .core.models import (Chart, Column, DataSourceFactory, DeliveryChannel, Exp
                           Period, Principal, Report, ReportDocument, ReportType, RequestInfo, Schedule,
                           Scope, Section, SectionContext, SectionResult, Series, Table, Template, Text)
 from .core.service import Reports
+from .plugin_api import PLUGIN_API, TransientError
 
 __version__ = "0.1.0"
-#: The version of the plugin API: hook signatures only ever gain arguments.
-PLUGIN_API = 1
 
 __all__ = [
     "Reports", "hookimpl", "__version__", "PLUGIN_API",
     "BotReportsError", "Conflict", "InvalidCredentials", "NotFound", "PayloadTooLarge", "PermissionDenied",
-    "PluginError", "RateLimited", "ReportFailed", "Unauthorized", "ValidationError",
+    "PluginError", "RateLimited", "ReportFailed", "TransientError", "Unauthorized", "ValidationError",
     "Chart", "Column", "DataSourceFactory", "DeliveryChannel", "Exporter", "Kpi", "Kpis", "Option", "Period",
     "Principal", "Report", "ReportDocument", "ReportType", "RequestInfo", "Schedule", "Scope", "Section",
     "SectionContext", "SectionResult", "Series", "Table", "Template", "Text",

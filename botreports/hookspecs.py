@@ -2,16 +2,27 @@
 
 Every concrete part of botreports (report types, sections, exporters, data
 sources, templates, delivery channels, authentication) is a plugin that
-implements some of these hooks with ``@botreports.hookimpl``.
+implements some of these hooks with ``@botreports.hookimpl``. The types in the
+signatures are those of ``botreports.plugin_api``; a ``register_*`` hook returns one
+object or a sequence of them.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
 import pluggy
+
+if TYPE_CHECKING:  # the specifications name the types; importing them here would be a cycle
+    from .core.models import (DataSourceFactory, DeliveryChannel, Exporter, Principal, Report, ReportType,
+                              RequestInfo, Section, Template)
+    from .core.service import Reports
 
 hookspec = pluggy.HookspecMarker("botreports")
 hookimpl = pluggy.HookimplMarker("botreports")
 
 
 @hookspec
-def register_report_types():
+def register_report_types() -> Union[ReportType, Sequence[ReportType], None]:
     """Return a ``ReportType`` or a list of them.
 
     Called once per ``Reports`` instance at start-up, on every plugin. A report
@@ -21,7 +32,7 @@ def register_report_types():
 
 
 @hookspec
-def register_sections():
+def register_sections() -> Union[Section, Sequence[Section], None]:
     """Return a ``Section`` or a list of them.
 
     Called once at start-up on every plugin. A section declares the options it
@@ -31,7 +42,7 @@ def register_sections():
 
 
 @hookspec
-def register_exporters():
+def register_exporters() -> Union[Exporter, Sequence[Exporter], None]:
     """Return an ``Exporter`` or a list of them.
 
     Called once at start-up on every plugin. An exporter owns one format name,
@@ -41,7 +52,7 @@ def register_exporters():
 
 
 @hookspec
-def register_data_sources():
+def register_data_sources() -> Union[DataSourceFactory, Sequence[DataSourceFactory], None]:
     """Return a ``DataSourceFactory`` or a list of them.
 
     Called once at start-up on every plugin. A factory maps a URL scheme
@@ -51,7 +62,7 @@ def register_data_sources():
 
 
 @hookspec
-def register_templates():
+def register_templates() -> Union[Template, Sequence[Template], None]:
     """Return a ``Template`` or a list of them.
 
     Called once at start-up on every plugin. These are the built-in templates a
@@ -60,7 +71,7 @@ def register_templates():
 
 
 @hookspec
-def register_delivery_channels():
+def register_delivery_channels() -> Union[DeliveryChannel, Sequence[DeliveryChannel], None]:
     """Return a ``DeliveryChannel`` or a list of them.
 
     Called once at start-up on every plugin. A channel (``email``,
@@ -69,19 +80,21 @@ def register_delivery_channels():
 
 
 @hookspec(firstresult=True)
-def authenticate(request, reports):
+def authenticate(request: RequestInfo, reports: Reports) -> Optional[Principal]:
     """Turn a request into the ``Principal`` who is asking, or return None.
 
     ``request`` is a ``RequestInfo`` (method, path, headers, query, remote
-    address), never an adapter's own object. The first plugin that returns a
-    Principal wins; plugins registered later are asked first, so an embedding
-    host can put its own session authentication in front of the built-ins.
-    Raise ``Unauthorized`` to reject credentials that were given but are bad.
+    address, and an embedding host's ``remote_user`` and ``identity``), never an
+    adapter's own object. The first plugin that returns a Principal wins; plugins
+    registered later are asked first, so an embedding host can put its own
+    session authentication in front of the built-ins. Raise
+    ``InvalidCredentials`` to reject credentials that were given but are bad
+    (the address that sent them spends its failure budget).
     """
 
 
 @hookspec
-def authorize(principal, action, resource, reports):
+def authorize(principal: Principal, action: str, resource: object, reports: Reports) -> Optional[bool]:
     """Allow or deny ``action`` (e.g. ``"report.delete"``) on ``resource``.
 
     Every implementation is called. Any ``False`` denies, else any ``True``
@@ -92,7 +105,7 @@ def authorize(principal, action, resource, reports):
 
 
 @hookspec
-def report_finished(report, reports):
+def report_finished(report: Report, reports: Reports) -> None:
     """Called on every plugin after a report reached a final state.
 
     ``report`` is the stored ``Report`` (``completed`` or ``failed``). The
@@ -102,7 +115,7 @@ def report_finished(report, reports):
 
 
 @hookspec
-def startup(reports):
+def startup(reports: Reports) -> None:
     """Called on every plugin once, after all registries are built.
 
     ``reports`` is the ``Reports`` facade. Use it to check configuration or

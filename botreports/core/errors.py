@@ -117,3 +117,13 @@ class ExportFailed(ReportFailed):
     """An exporter raised while writing a report: the message names the format and its plugin."""
 
     code = "export_failed"
+
+
+class TransientError(BotReportsError):
+    """A failure worth another attempt (a dependency briefly unreachable, a busy database):
+    raised from a section, an exporter or a delivery channel, the report is retried with
+    backoff up to ``BOTREPORTS_MAX_ATTEMPTS`` instead of failing at once."""
+
+    code = "transient_error"
+    status = 503
+    transient = True

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import itertools
 
-import botreports
-from botreports import Exporter, Option
+from botreports.plugin_api import Exporter, Option, hookimpl
 
 OPTIONS = {"max_table_rows": Option("int", 50, "rows written per table", minimum=1, maximum=10_000)}
 
@@ -78,7 +77,7 @@ def export_markdown(document, stream, options):
     stream.write(render_markdown(document, max_rows).encode("utf-8"))
 
 
-@botreports.hookimpl
+@hookimpl
 def register_exporters():
     return Exporter("markdown", ".md", "text/markdown; charset=utf-8", export_markdown, "Markdown",
                     "The report as Markdown: KPIs as lists, tables and chart data as tables",
