@@ -130,6 +130,9 @@ def test_admin_generates_a_pdf_watches_it_finish_downloads_and_reads_it(browser,
     axe(browser, "new report")
     Select(browser.find_element(By.ID, "f-type")).select_by_value("usage")
     Select(browser.find_element(By.ID, "f-format")).select_by_value("pdf")
+    # Only the chosen format's options are shown.
+    assert browser.find_element(By.CSS_SELECTOR, '[data-format-options="pdf"]').is_displayed()
+    assert not browser.find_element(By.CSS_SELECTOR, '[data-format-options="csv"]').is_displayed()
     Select(browser.find_element(By.ID, "f-period")).select_by_value("custom")
     browser.execute_script("document.getElementById('f-start_date').value = '2025-01-20';"
                            "document.getElementById('f-end_date').value = '2025-01-26';")
@@ -143,6 +146,9 @@ def test_admin_generates_a_pdf_watches_it_finish_downloads_and_reads_it(browser,
     _wait(lambda: "/reports/rpt-" in browser.current_url, what="the report's page")
     report_id = browser.current_url.rsplit("/", 1)[1]
     browser.execute_script("window.sameDocument = 'report page';")
+    if browser.find_element(By.CSS_SELECTOR, f'[data-report-id="{report_id}"]').get_attribute("data-state") != \
+            "completed":
+        assert not browser.find_element(By.ID, "download-link").is_displayed()  # not before it is ready
     seen = []
 
     def finished():

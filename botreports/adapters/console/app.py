@@ -162,6 +162,9 @@ class Console:
         response = self.error_page(principal, exc)
         for name, value in PAGE_HEADERS.items():
             response.set_header(name, value)
+        if log.isEnabledFor(logging.INFO):  # one line a request, as for every page
+            log.info("%s %s %s %s - by=%s", request.environ.get("REMOTE_ADDR") or "-", request.method, request.path,
+                     status, principal.id if principal else "-")
         self.bottle.response.status = status
         self.bottle.response.headers.update(dict(response.headers))
         return response.body
