@@ -311,3 +311,22 @@ def test_html_report_is_shown_in_its_page_without_script(service):
     assert shown.content == api.content
     json_report = requests.post(f"{service.url}{BASE}/generate", json=USAGE, headers={"X-API-Key": key}).json()
     assert session.get(f"{service.url}/reports/{json_report['report_id']}/view").status_code == 404
+
+
+def test_a_report_from_a_templates_page_takes_the_templates_definition(service):
+    key = _key(service.reports, "admin")
+    session = sign_in(service.url, key)
+    template = service.reports.get_template(service.reports.session_principal(
+        session.cookies["botreports_session"]), "tpl-executive-summary")
+    form = session.get(f"{service.url}/reports/new", params={"template_id": template.id})
+    page = Page(form.text)
+    assert 'value="tpl-executive-summary" selected' in form.text
+    answer = session.post(f"{service.url}/reports/new", allow_redirects=False, data={
+        "csrf_token": csrf_of(form.text), "template_id": template.id, "type": "", "format": "", "period": "custom",
+        "start_date": "2025-01-20", "end_date": "2025-01-26", "timezone": "UTC", "include_charts": "on"})
+    assert answer.status_code == 303, Page(answer.text).errors
+    report_id = answer.headers["Location"].rsplit("/", 1)[1]
+    stored = requests.get(f"{service.url}{BASE}/{report_id}", headers={"X-API-Key": key}).json()
+    assert (stored["type"], stored["format"]) == (template.type, template.format)
+    assert [s["type"] for s in stored["parameters"]["sections"]] == [s["type"] for s in template.sections]
+    assert stored["template_id"] == template.id and "f-type" in page.ids

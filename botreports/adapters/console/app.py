@@ -390,7 +390,7 @@ class Console:
     def report_form_context(self, principal, values: Dict[str, List[str]], errors=None) -> dict:
         directory = self.reports.organisation_directory(principal)
         templates = [template_view(t) for t in self.reports.list_templates(principal)]
-        chosen_type = forms.first(values.get("type")) or next(iter(self.reports.report_types))
+        chosen_type = forms.first(values["type"]) if "type" in values else next(iter(self.reports.report_types))
         report_type = self.reports.report_types.get(chosen_type)
         if "sections" in values:
             chosen_sections = set(values["sections"])
@@ -407,11 +407,11 @@ class Console:
 
     def new_report_form(self, principal):
         self.reports.authorize(principal, "report.generate")
-        values = {"format": ["pdf"], "period": ["last_7_days"], "include_charts": ["on"],
-                  "timezone": ["UTC"]}
+        values = {"type": [next(iter(self.reports.report_types))], "format": ["pdf"], "period": ["last_7_days"],
+                  "include_charts": ["on"], "timezone": ["UTC"]}
         template_id = self.bottle.request.query.getunicode("template_id")
-        if template_id:
-            values["template_id"] = [template_id]
+        if template_id:  # from a template's page: its type, format and period unless changed here
+            values.update(template_id=[template_id], type=[""], format=[""], period=[""])
         return self.render(principal, "new_report.html", title="New report",
                            **self.report_form_context(principal, values))
 
