@@ -8,7 +8,7 @@ import time
 
 import pytest
 import requests
-from hypothesis import given, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from botreports.adapters.console import forms
 from botreports.core import browser_sessions
@@ -330,3 +330,31 @@ def test_a_report_from_a_templates_page_takes_the_templates_definition(service):
     assert (stored["type"], stored["format"]) == (template.type, template.format)
     assert [s["type"] for s in stored["parameters"]["sections"]] == [s["type"] for s in template.sections]
     assert stored["template_id"] == template.id and "f-type" in page.ids
+
+
+def test_a_form_that_is_not_utf8_is_a_400_naming_the_field(service):
+    session = sign_in(service.url, _key(service.reports, "admin"))
+    token = csrf_of(session.get(f"{service.url}/reports").text)
+    answer = session.post(f"{service.url}/reports/new", data=f"csrf_token={token}&title=%ff%fe".encode(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 400
+    assert "title: is not UTF-8 text" in answer.text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(
+    st.sampled_from(["type", "format", "period", "start_date", "end_date", "timezone", "title", "channel",
+                     "template_id", "bot_id", "sections", "s.top_users.limit", "s.custom_metric.filters",
+                     "o.pdf.max_pages", "o.csv.csv_bom", "include_charts"]),
+    st.text(max_size=30), max_size=8))
+def test_any_new_report_form_is_a_report_or_a_400_that_names_its_fields(service, fields):
+    session = getattr(service, "fuzz_session", None)
+    if session is None:
+        session = service.fuzz_session = sign_in(service.url, _key(service.reports, "admin"))
+        service.fuzz_token = csrf_of(session.get(f"{service.url}/reports/new").text)
+    answer = session.post(f"{service.url}/reports/new", data={**fields, "csrf_token": service.fuzz_token},
+                          allow_redirects=False)
+    assert answer.status_code in (303, 400), answer.text[:500]
+    if answer.status_code == 400:
+        page = Page(answer.text)
+        assert page.errors or "error-summary" in page.ids

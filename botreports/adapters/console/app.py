@@ -195,8 +195,19 @@ class Console:
         if length > min(MAX_FORM_BYTES, self.reports.settings.max_body_bytes):
             raise PayloadTooLarge(f"the form is {length:,} bytes; the limit is {MAX_FORM_BYTES:,}")
         values: Dict[str, List[str]] = {}
-        for name, value in request.forms.decode("utf-8").allitems():
+        problems = []
+        # bottle hands over form fields as Latin-1 text: back to bytes, then read as UTF-8 here,
+        # where a field that is not UTF-8 is a 400 naming it rather than an exception.
+        for raw_name, raw_value in request.forms.allitems():
+            try:
+                name = raw_name.encode("latin1").decode("utf-8")
+                value = raw_value.encode("latin1").decode("utf-8")
+            except UnicodeError:
+                problems.append((raw_name.encode("latin1").decode("utf-8", "replace"), "is not UTF-8 text"))
+                continue
             values.setdefault(name, []).append(value)
+        if problems:
+            raise ValidationError.from_problems(problems)
         request.environ["botreports.form"] = values
         return values
 
@@ -234,7 +245,7 @@ class Console:
         return response
 
     def error_page(self, principal, exc: BotReportsError):
-        titles = {401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Not ready", 410: "Expired",
+        titles = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Not ready", 410: "Expired",
                   413: "Too large", 429: "Too many requests", 503: "Unavailable"}
         if principal is not None and "botreports.session" not in self.bottle.request.environ:
             principal = None
