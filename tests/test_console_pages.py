@@ -358,3 +358,48 @@ def test_any_new_report_form_is_a_report_or_a_400_that_names_its_fields(service,
     if answer.status_code == 400:
         page = Page(answer.text)
         assert page.errors or "error-summary" in page.ids
+
+
+def test_console_under_a_mount_point_keeps_every_link_and_cookie_under_it(reports):
+    import re
+
+    from botreports.adapters.console import build_console_app
+    from botreports.adapters.wsgi_server import create_server
+
+    console = build_console_app(reports)
+
+    def host(environ, start_response):  # a host that mounts the console at /console
+        path = environ.get("PATH_INFO", "")
+        if path == "/console" or path.startswith("/console/"):
+            environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/console", path[len("/console"):] or "/"
+            return console(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"host"]
+
+    server = create_server(host, host="127.0.0.1", port=0, threads=2)
+    thread = __import__("threading").Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.effective_port}"
+    try:
+        key = _key(reports, "admin")
+        session = requests.Session()
+        first = session.get(f"{url}/console/reports", allow_redirects=False)
+        assert first.headers["Location"].startswith("/console/signin?")
+        page = session.get(url + first.headers["Location"])
+        answer = session.post(f"{url}/console/signin", allow_redirects=False,
+                              data={"csrf_token": csrf_of(page.text), "credential": key,
+                                    "next": "/schedules"})
+        assert answer.headers["Location"] == "/console/schedules"
+        cookie = [c for c in session.cookies if c.name == "botreports_session"][0]
+        assert cookie.path == "/console"
+        shown = session.get(f"{url}/console/reports/new")
+        assert shown.status_code == 200
+        targets = re.findall(r'(?:href|action|src)="([^"#]+)"', shown.text)
+        assert targets and all(target.startswith("/console/") for target in targets), targets
+        assert 'data-root="/console"' in shown.text
+    finally:
+        from waitress import wasyncore
+
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map, ignore_all=True))
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown()

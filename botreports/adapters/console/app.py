@@ -223,9 +223,13 @@ class Console:
             raise FormRefused("This form did not come from this console or has expired: reload the page and "
                               "send it again.")
 
+    def root(self) -> str:
+        """Where the console is mounted (``SCRIPT_NAME``; empty at ``/``): every link starts with it."""
+        return self.bottle.request.environ.get("SCRIPT_NAME", "").rstrip("/")
+
     def cookie(self, response, name: str, value: str, max_age: int) -> None:
         secure = self.bottle.request.environ.get("wsgi.url_scheme") == "https"
-        response.set_cookie(name, value, path="/", httponly=True, samesite="strict", secure=secure,
+        response.set_cookie(name, value, path=self.root() or "/", httponly=True, samesite="strict", secure=secure,
                             max_age=max_age)
 
     # -- responses ------------------------------------------------------
@@ -239,6 +243,7 @@ class Console:
             context.setdefault("can", lambda action: False)
         context.setdefault("static_version", self.static_version)
         context.setdefault("path", self.bottle.request.path)
+        context.setdefault("root", self.root())
         body = self.env.get_template(page_name).render(**context)
         response = self.bottle.HTTPResponse(body=body.encode("utf-8"), status=status)
         response.content_type = "text/html; charset=utf-8"
@@ -262,6 +267,7 @@ class Console:
 
     def redirect(self, location: str, message: str = ""):
         response = self.bottle.HTTPResponse(status=303)
+        location = self.root() + location if location.startswith("/") else location
         response.set_header("Location", location + (("&" if "?" in location else "?") +
                                                     urlencode({"done": message}) if message else ""))
         return response
@@ -342,7 +348,7 @@ class Console:
         kept = {k: v for k, v in filters.items() if k not in ("offset",)}
 
         def page_link(at):
-            return "/reports?" + urlencode({**kept, "offset": max(0, at)})
+            return f"{self.root()}/reports?" + urlencode({**kept, "offset": max(0, at)})
 
         paging = {"first": offset + 1 if total else 0, "last": min(offset + limit, total), "total": total,
                   "prev": page_link(offset - limit) if offset > 0 else None,

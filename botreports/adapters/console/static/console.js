@@ -11,7 +11,7 @@
     if (!waiting.length) { return; }
     var ids = waiting.map(function (box) { return box.getAttribute("data-report-id"); });
     function poll() {
-      fetch("/reports/status.json?ids=" + encodeURIComponent(ids.join(",")), { credentials: "same-origin" })
+      fetch((document.body.getAttribute("data-root") || "") + "/reports/status.json?ids=" + encodeURIComponent(ids.join(",")), { credentials: "same-origin" })
         .then(function (answer) { return answer.ok ? answer.json() : []; })
         .then(function (statuses) {
           statuses.forEach(function (status) {
