@@ -403,3 +403,25 @@ def test_console_under_a_mount_point_keeps_every_link_and_cookie_under_it(report
         server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map, ignore_all=True))
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
+
+
+def test_schedules_show_next_run_in_local_time_and_last_runs_with_delivery(service):
+    import datetime as dt
+
+    key = _key(service.reports, "admin")
+    api = {"X-API-Key": key}
+    created = requests.post(f"{service.url}{BASE}/schedule", headers=api, json={
+        "type": "usage", "format": "json", "cron": "0 8 * * *", "timezone": "Asia/Tokyo", "period": "previous_day",
+        "recipients": ["ops@example.com"], "name": "Daily Tokyo"}).json()
+    fire = dt.datetime.fromisoformat(created["next_run_at"].replace("Z", "+00:00"))
+    service.reports.run_due_schedules(at=fire + dt.timedelta(seconds=1))
+    [shown] = requests.get(f"{service.url}{BASE}/schedule", headers=api).json()
+    [run] = shown["last_runs"]
+    assert run["report_id"] and run["delivery"] is not None
+    session = sign_in(service.url, key)
+    page = Page(session.get(f"{service.url}/schedules").text)
+    [row] = [row for row in page.rows if row and row[0].startswith("Daily Tokyo")]
+    local = shown["next_run_at_local"]
+    assert local[:16].replace("T", " ") in row[3] and local.endswith("+09:00") and "Asia/Tokyo" in row[3]
+    assert f"delivered {run['delivery']['delivered']}, failed {run['delivery']['failed']}" in row[4]
+    assert run["state"] in row[4] and f"/reports/{run['report_id']}" in page.links
