@@ -277,7 +277,8 @@ def test_viewer_sees_no_generate_button_and_a_forged_post_is_refused(browser, se
     status = browser.execute_async_script(
         "var done = arguments[arguments.length - 1];"
         "var body = new URLSearchParams({csrf_token: arguments[0], type: 'usage', format: 'json'});"
-        "fetch('/reports/new', {method: 'POST', body: body, redirect: 'manual'}).then(function (r) { done(r.status); });",
+        "fetch('/reports/new', {method: 'POST', body: body, redirect: 'manual'})"
+        ".then(function (r) { done(r.status); });",
         token)
     assert status == 403
     axe(browser, "reports as a viewer")
@@ -300,7 +301,8 @@ def test_form_post_without_csrf_token_is_refused(browser, service):
     status = browser.execute_async_script(
         "var done = arguments[arguments.length - 1];"
         "var body = new URLSearchParams({type: 'usage', format: 'json', period: 'last_7_days'});"
-        "fetch('/reports/new', {method: 'POST', body: body, redirect: 'manual'}).then(function (r) { done(r.status); });")
+        "fetch('/reports/new', {method: 'POST', body: body, redirect: 'manual'})"
+        ".then(function (r) { done(r.status); });")
     assert status == 403
 
 

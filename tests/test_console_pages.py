@@ -58,7 +58,8 @@ def test_session_cookie_is_secure_over_https(reports):
         seen["status"], seen["headers"] = status, headers
 
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/signin", "QUERY_STRING": "", "SERVER_NAME": "x",
-               "SERVER_PORT": "443", "wsgi.url_scheme": "https", "wsgi.input": BytesIO(), "HTTP_HOST": "x", "wsgi.errors": StringIO()}
+               "SERVER_PORT": "443", "wsgi.url_scheme": "https", "wsgi.input": BytesIO(), "HTTP_HOST": "x",
+               "wsgi.errors": StringIO()}
     b"".join(app(environ, start_response))
     cookies = [value for name, value in seen["headers"] if name.lower() == "set-cookie"]
     assert cookies and all("Secure" in value and "HttpOnly" in value for value in cookies)

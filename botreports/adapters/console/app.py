@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 from urllib.parse import quote, urlencode
 
-from ...core.errors import (BotReportsError, InvalidCredentials, NotFound, PayloadTooLarge, PermissionDenied,
-                            Unauthorized, ValidationError)
+from ...core.errors import (BotReportsError, InvalidCredentials, NotFound, PayloadTooLarge, Unauthorized,
+                            ValidationError)
 from ...core.models import RequestInfo
 from ...core.rate_limit import TokenBuckets
-from ...core.views import report_view, schedule_view, status_view, template_view
-from ..http import content_disposition, display_filename, headers_of
+from ...core.views import report_view, schedule_view, template_view
+from ..http import content_disposition, display_filename
 from ..log_escaping import EscapeControlCharacters
 from . import forms
 
@@ -250,8 +250,8 @@ class Console:
         return response
 
     def error_page(self, principal, exc: BotReportsError):
-        titles = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Not ready", 410: "Expired",
-                  413: "Too large", 429: "Too many requests", 503: "Unavailable"}
+        titles = {400: "Bad request", 401: "Sign in needed", 403: "Not allowed", 404: "Not found", 409: "Not ready",
+                  410: "Expired", 413: "Too large", 429: "Too many requests", 503: "Unavailable"}
         if principal is not None and "botreports.session" not in self.bottle.request.environ:
             principal = None
         response = self.render(principal, "error.html", exc.status, title=titles.get(exc.status, "Error"),
@@ -471,7 +471,7 @@ class Console:
     def new_schedule(self, principal):
         values = {name: forms.first(items) for name, items in self.form(self.bottle.request).items()}
         try:
-            schedule = self.reports.create_schedule(principal, forms.schedule_body(values, self.reports, True))
+            schedule = self.reports.create_schedule(principal, forms.schedule_body(values, creating=True))
         except ValidationError as exc:
             return self.render(principal, "schedule_form.html", 400, title="New schedule",
                                **self.schedule_form_context(principal, values, forms.field_errors(exc.details)))
@@ -490,7 +490,7 @@ class Console:
         values = {name: forms.first(items) for name, items in self.form(self.bottle.request).items()}
         try:
             schedule = self.reports.update_schedule(principal, schedule_id,
-                                                    forms.schedule_body(values, self.reports, False))
+                                                    forms.schedule_body(values, creating=False))
         except ValidationError as exc:
             return self.render(principal, "schedule_form.html", 400, title="Edit schedule",
                                **self.schedule_form_context(principal, values, forms.field_errors(exc.details),
@@ -513,7 +513,8 @@ class Console:
     def template_list(self, principal):
         templates = [template_view(t) for t in self.reports.list_templates(principal)]
         return self.render(principal, "templates.html", title="Templates",
-                           builtin=[t for t in templates if t["builtin"]], own=[t for t in templates if not t["builtin"]],
+                           builtin=[t for t in templates if t["builtin"]],
+                           own=[t for t in templates if not t["builtin"]],
                            done=self.bottle.request.query.getunicode("done") or "")
 
     def template_page(self, principal, template_id):

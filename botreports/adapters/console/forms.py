@@ -55,7 +55,8 @@ def ordered_sections(chosen: Iterable[str], report_type, sections: Mapping) -> L
            [name for name in sections if name in chosen and name not in defaults]
 
 
-def report_body(form: Mapping[str, str], chosen_sections: List[str], bot_ids: List[str], reports) -> Tuple[dict, List[str]]:
+def report_body(form: Mapping[str, str], chosen_sections: List[str], bot_ids: List[str],
+                reports) -> Tuple[dict, List[str]]:
     """The generation body of the new-report form, and the section names in the order sent
     (``sections[i]`` in an error names the i-th)."""
     body: dict = {}
@@ -92,7 +93,7 @@ def report_body(form: Mapping[str, str], chosen_sections: List[str], bot_ids: Li
     return body, names
 
 
-def schedule_body(form: Mapping[str, str], reports, creating: bool) -> dict:
+def schedule_body(form: Mapping[str, str], creating: bool) -> dict:
     """The body of the schedule form (all fields; an edit sends them all as its changes)."""
     body: dict = {}
     for name in ("name", "type", "format", "cron", "timezone", "period", "template_id", "subject"):
@@ -123,15 +124,13 @@ def template_body(form: Mapping[str, str], chosen_sections: List[str], reports) 
     return body
 
 
-def field_errors(details: Iterable[Mapping], section_names: List[str] = (), format_name: str = "",
-                 prefix: str = "") -> Dict[str, List[str]]:
+def field_errors(details: Iterable[Mapping], section_names: List[str] = (),
+                 format_name: str = "") -> Dict[str, List[str]]:
     """``{form field: [problem, ...]}`` from an error's ``details``; what names no field of the
     form is kept under ``""`` (the summary at the top of the form)."""
     errors: Dict[str, List[str]] = {}
     for detail in details:
         field, problem = str(detail.get("field", "")), str(detail.get("problem", ""))
-        if prefix and field.startswith(prefix):
-            field = field[len(prefix):]
         name = field
         found = re.match(r"sections\[(\d+)\](?:\.(\w+))?$", field)
         if found:
@@ -146,12 +145,6 @@ def field_errors(details: Iterable[Mapping], section_names: List[str] = (), form
             name = "bot_id"
         errors.setdefault(name, []).append(problem)
     return errors
-
-
-def unplaced(errors: Mapping[str, List[str]], fields: Iterable[str]) -> List[Tuple[str, str]]:
-    """``(field, problem)`` of errors whose field has no control on the page."""
-    shown = set(fields)
-    return [(name, problem) for name, problems in errors.items() if name not in shown for problem in problems]
 
 
 def first(values: Optional[list]) -> str:
