@@ -15,8 +15,8 @@ from .sqlite_conversation_table import _MARK, _json_label, _Labels
 @attrs.frozen
 class Cell:
     """One column of the table: its SQL over the counted conversations ``c``, its PostgreSQL
-    type (for reading it typed) and what it is as JSON: ``text``, ``instant``, ``integer`` or
-    ``float``."""
+    type (for reading it typed) and what it is as JSON: ``text``, ``instant``, ``integer``,
+    ``float``, or ``user`` (an id Python swaps for its label)."""
 
     sql: str
     type: str
