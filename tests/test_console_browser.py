@@ -244,6 +244,13 @@ def test_schedule_is_created_edited_disabled_and_deleted(browser, service):
     assert requests.get(f"{service.url}{BASE}/schedule", headers=api).json()[0]["enabled"] is False
     row = browser.find_element(By.CSS_SELECTOR, f'[data-schedule-id="{stored["schedule_id"]}"]')
     row.find_element(By.XPATH, ".//button[starts-with(normalize-space(.), 'Delete')]").click()
+    question = browser.switch_to.alert
+    assert question.text == "Delete the schedule Monday usage? Its runs stop."
+    question.dismiss()  # asked, and kept
+    assert requests.get(f"{service.url}{BASE}/schedule", headers=api).json() != []
+    row = browser.find_element(By.CSS_SELECTOR, f'[data-schedule-id="{stored["schedule_id"]}"]')
+    row.find_element(By.XPATH, ".//button[starts-with(normalize-space(.), 'Delete')]").click()
+    browser.switch_to.alert.accept()
     _wait(lambda: "Deleted the schedule" in browser.page_source, what="deleted")
     assert requests.get(f"{service.url}{BASE}/schedule", headers=api).json() == []
 

@@ -1,6 +1,7 @@
 /* The console's only script (no library, no build step): live progress of pending and running
    reports, the type's default sections on the report form, the browser's timezone as default,
-   and only the chosen format's options shown. Every page works without it. */
+   only the chosen format's options shown, and a question before a deletion. Every page works
+   without it. */
 (function () {
   "use strict";
   var FINAL = { completed: 1, failed: 1, expired: 1, missing: 1 };
@@ -71,7 +72,15 @@
     if (summary) { summary.focus(); }
   }
 
+  function confirmDeletions() {
+    document.addEventListener("submit", function (event) {
+      var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+      if (question && !window.confirm(question)) { event.preventDefault(); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    confirmDeletions();
     liveReports();
     reportForm();
     focusErrors();
