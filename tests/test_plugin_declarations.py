@@ -239,3 +239,20 @@ def test_a_plugin_added_later_is_checked_and_removed_again(tmp_path):
             pass
     assert "tuned" in rk.sections
     rk.close()
+
+
+def test_disabling_a_plugin_that_does_not_exist_is_said_with_the_near_miss(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("BOTREPORTS_DISABLE_PLUGINS", "botreports.plugins.exporters.json_exportr")
+    with caplog.at_level("WARNING", logger="botreports.plugins"):
+        rk = Reports(data_dir=tmp_path, load_entrypoints=False)
+    assert "json" in rk.exporters  # the typo disabled nothing, and says so
+    assert [r.getMessage() for r in caplog.records if r.name == "botreports.plugins"] == [
+        "BOTREPORTS_DISABLE_PLUGINS names 'botreports.plugins.exporters.json_exportr', which is no built-in or "
+        "installed plugin; did you mean 'botreports.plugins.exporters.json_exporter'?"]
+    caplog.clear()
+    monkeypatch.setenv("BOTREPORTS_DISABLE_PLUGINS", "botreports.plugins.exporters.json_exporter")
+    with caplog.at_level("WARNING", logger="botreports.plugins"):
+        rk.close()
+        rk = Reports(data_dir=tmp_path, load_entrypoints=False)
+    assert "json" not in rk.exporters and not [r for r in caplog.records if r.name == "botreports.plugins"]
+    rk.close()

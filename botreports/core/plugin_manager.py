@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import sys
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -15,10 +16,11 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import pluggy
 
 from .. import hookspecs
-from .declarations import check_contribution, unknown_hook_message
+from .declarations import check_contribution, did_you_mean, unknown_hook_message
 from .errors import PluginError
 
 ENTRYPOINT_GROUP = "botreports"
+log = logging.getLogger("botreports.plugins")
 
 
 def _names_from_env(variable: str) -> Optional[List[str]]:
@@ -39,8 +41,17 @@ def build_plugin_manager(default_plugins: Sequence[str], plugins: Iterable = (),
     """
     pm = pluggy.PluginManager("botreports")
     pm.add_hookspecs(hookspecs)
-    for name in (_names_from_env("BOTREPORTS_DISABLE_PLUGINS") or []) + list(disable):
+    blocked = (_names_from_env("BOTREPORTS_DISABLE_PLUGINS") or []) + list(disable)
+    for name in blocked:
         pm.set_blocked(name)
+    plugins = list(plugins)
+    known = list(default_plugins) + [entry_point.name for entry_point in (
+        importlib.metadata.entry_points(group=ENTRYPOINT_GROUP) if load_entrypoints else ())]
+    known += [getattr(plugin, "__name__", None) or type(plugin).__name__ for plugin in plugins]
+    for name in blocked:
+        if name not in known:  # a typo would leave the plugin running, unnoticed
+            log.warning("BOTREPORTS_DISABLE_PLUGINS names %r, which is no built-in or installed plugin%s",
+                        name, did_you_mean(name, known))
     for module_name in default_plugins:
         if pm.is_blocked(module_name):
             continue
