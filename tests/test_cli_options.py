@@ -65,6 +65,8 @@ def test_format_and_section_options_reach_the_report(data_dir, tmp_path):
      "--option csv_bom: 'maybe' is not of type bool"),
     (["--type", "custom", "--format", "json", "--sections", "top_intents", "--option", "top_intents.limit=many"],
      "--option top_intents.limit: 'many' is not of type int"),
+    (["--type", "custom", "--format", "json", "--sections", "top_intents", "--option", "top_intents.limit=0"],
+     "--option (sections[0].limit): must be at least 1"),
     (["--type", "usage", "--format", "json", "--option", "top_intnets.limit=3"],
      "--option top_intnets.limit: unknown section 'top_intnets'"),
     (["--type", "usage", "--format", "json", "--option", "top_intents.limit=3"],

@@ -144,6 +144,8 @@ def _with_options(exc: ValidationError) -> ValidationError:
     for detail in exc.details:
         field = detail["field"]
         option = GENERATE_OPTIONS.get(re.split(r"[.\[]", field, maxsplit=1)[0])
+        if re.fullmatch(r"sections\[\d+\]\.(?!type$)\w+", field):  # a section's option: set by --option
+            option = "--option"
         problems.append((f"{option} ({field})" if option else field, detail["problem"]))
     return ValidationError.from_problems(problems)
 
