@@ -90,3 +90,12 @@ def test_a_list_reads_as_json_or_comma_separated(items):
     assert option_value(json.dumps(items), "list") == items
     if not any(item.startswith("[") for item in items[:1]):
         assert option_value(",".join(items), "list") == [item.strip() for item in items if item.strip()]
+
+
+def test_listing_plugins_leaves_no_data_directory(tmp_path):
+    target = tmp_path / "data"
+    done = subprocess.run([BIN, "plugins", "--json", "--data-dir", str(target)], capture_output=True, text=True,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "BOTREPORTS_LOAD_PLUGINS": ""})
+    assert done.returncode == 0, done.stderr
+    assert "json" in {item["name"] for item in json.loads(done.stdout)["exporters"]}
+    assert list(tmp_path.iterdir()) == []

@@ -285,12 +285,23 @@ def _shown(value) -> str:
 
 
 def cmd_plugins(args) -> int:
-    rk = _reports(args)
-    data = {
-        "plugins": rk.plugin_list(),
-        **{kind: [{"name": name, "plugin": plugin} for name, plugin in sorted(rk.registry_origins(kind).items())]
-           for kind in ("report_types", "sections", "exporters", "data_sources", "templates", "delivery_channels")},
-    }
+    import tempfile
+
+    # Listing what is loaded reads nothing of a data directory: a scratch one is made and removed,
+    # so the command leaves no ./data behind.
+    with tempfile.TemporaryDirectory(prefix="botreports-plugins-") as scratch:
+        args.data_dir = scratch
+        rk = _reports(args)
+        try:
+            data = {
+                "plugins": rk.plugin_list(),
+                **{kind: [{"name": name, "plugin": plugin}
+                          for name, plugin in sorted(rk.registry_origins(kind).items())]
+                   for kind in ("report_types", "sections", "exporters", "data_sources", "templates",
+                                "delivery_channels")},
+            }
+        finally:
+            rk.close()
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
