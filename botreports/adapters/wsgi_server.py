@@ -103,16 +103,6 @@ def descriptors_for(connection_limit: int) -> int:
     return connection_limit
 
 
-def proxy_adjustments(trusted_proxy: Optional[str]) -> dict:
-    """waitress settings for ``BOTREPORTS_TRUSTED_PROXY``: the ``X-Forwarded-For`` and
-    ``X-Forwarded-Proto`` of that address are believed; without one, nobody's are (and they
-    are removed before the app sees them)."""
-    if not trusted_proxy:
-        return {"clear_untrusted_proxy_headers": True}
-    return {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
-            "clear_untrusted_proxy_headers": True}
-
-
 def create_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = 4,
                   connection_limit: int = CONNECTION_LIMIT, idle_timeout: float = IDLE_TIMEOUT,
                   health_paths: Iterable[str] = HEALTH_PATHS, **adjustments):
