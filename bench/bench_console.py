@@ -14,45 +14,17 @@ import multiprocessing
 import re
 import statistics
 import tempfile
-import threading
 from pathlib import Path
 
 from botreports import Principal, Reports
 from botreports.plugins.sources.synthetic import generate
 
+# The same server in a thread as the API's benchmark (this folder is on the path of a script run
+# as ``python bench/bench_console.py``).
+from bench_http import Server, hello_app
+
 GEN = {"type": "usage", "format": "json", "start_date": "2025-01-20", "end_date": "2025-01-31"}
 TARGET_P95_MS = 50.0
-
-
-class Server:
-    """A WSGI app on the server of ``botreports serve`` in a thread of this process."""
-
-    def __init__(self, app, threads):
-        from botreports.adapters.wsgi_server import create_server
-
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=threads)
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        from waitress import wasyncore
-
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self.thread.join(timeout=10)
-        self.server.task_dispatcher.shutdown()
-
-
-def hello_app():
-    import bottle
-
-    app = bottle.Bottle()
-
-    @app.get("/hello")
-    def hello():
-        return "Hello, world!"
-
-    return app
 
 
 def _client(base, paths, count, headers, out):
